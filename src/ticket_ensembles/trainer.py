@@ -1,0 +1,140 @@
+"""The one training loop every method uses, and batched prediction.
+
+Methods change what is trained (subset, mask, penalty, sparse schedule) through ``hooks``,
+never by copying this loop. Hooks may define:
+  wrap_optimizer(optimizer) -> object with .step()   e.g. mask enforcement, prune-and-regrow
+  extra_loss(model, lr_scale) -> Tensor | None        e.g. an L1 penalty decayed like the lr
+  after_step(model, step) -> None
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+
+@dataclass
+class FinetuneResult:
+    steps: int
+    wall_time: float
+    final_lr: float
+    mean_loss: float
+    lr_trace: list[float] = field(default_factory=list)  # lr after every scheduler step
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on CPU or GPU; fp32 runs without autocast."""
+    enabled = getattr(precision, "value", precision) == "bf16"
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
+    """AdamW (biases and norm weights without decay, as in BERT) or SGD with momentum."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=False)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
+
+
+def build_scheduler(optimizer, cfg, total_steps: int):
+    """Linear warmup then linear decay that reaches exactly 0 after the last step of this finetune."""
+    from transformers import get_linear_schedule_with_warmup
+
+    warmup = int(cfg.warmup_ratio * total_steps)
+    return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+
+
+def train_loader(train_ds, cfg, seed: int, collate_fn) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)  # the seed fixes the data order
+    return DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=generator, collate_fn=collate_fn)
+
+
+def finetune(model: torch.nn.Module, train_ds, cfg, seed: int, *, collate_fn: Callable | None = None,
+             hooks: Any = None, epochs: float | None = None, logger: Any = None, desc: str = "finetune",
+             on_epoch_end: Callable[[int], None] | None = None) -> FinetuneResult:
+    """Train ``model`` in place for ``epochs`` (default ``cfg.epochs``) and return run facts."""
+    device = resolve_device(cfg.device)
+    model.to(device).train()
+    loader = train_loader(train_ds, cfg, seed, collate_fn)
+    epochs = cfg.epochs if epochs is None else epochs
+    total = max(1, math.ceil(epochs * len(loader)))
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg, total)
+    stepper = hooks.wrap_optimizer(optimizer) if hasattr(hooks, "wrap_optimizer") else optimizer
+    extra_loss = getattr(hooks, "extra_loss", None)
+    after_step = getattr(hooks, "after_step", None)
+    torch.manual_seed(seed)  # dropout noise comes from the seed too
+    start, step, loss_sum, lr_trace = time.perf_counter(), 0, 0.0, []
+    bar = tqdm(total=total, desc=desc, leave=False, disable=not cfg.progress, dynamic_ncols=True)
+    for epoch in range(math.ceil(epochs)):
+        for batch in loader:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with autocast(device, cfg.precision):
+                loss = model(**batch).loss
+            if extra_loss is not None:
+                penalty = extra_loss(model, scheduler.get_last_lr()[0] / cfg.lr)
+                if penalty is not None:
+                    loss = loss + penalty
+            loss.backward()
+            if cfg.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            stepper.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if after_step is not None:
+                after_step(model, step)
+            loss_sum += loss.item()
+            lr_trace.append(scheduler.get_last_lr()[0])
+            bar.update(1)
+            if logger is not None and (step % cfg.log_every_steps == 0 or step == total):
+                logger.log({f"{desc}/loss": loss.item(), f"{desc}/lr": lr_trace[-1], f"{desc}/epoch": step / len(loader)})
+            if step >= total:
+                break
+        if on_epoch_end is not None and step < total:
+            on_epoch_end(epoch + 1)
+        if step >= total:
+            break
+    bar.close()
+    return FinetuneResult(step, time.perf_counter() - start, lr_trace[-1], loss_sum / step, lr_trace)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, eval_ds, cfg, collate_fn: Callable | None = None) -> np.ndarray:
+    """Logits in dataset order, float32: [N, C], or [N] for a one-output (regression) head."""
+    device = resolve_device(cfg.device)
+    model.to(device).eval()
+    loader = DataLoader(eval_ds, batch_size=cfg.eval_batch_size, shuffle=False, collate_fn=collate_fn)
+    chunks = []
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+        with autocast(device, cfg.precision):
+            chunks.append(model(**batch).logits.float().cpu())
+    model.train()
+    logits = torch.cat(chunks).numpy().astype(np.float32)
+    return logits[:, 0] if logits.ndim == 2 and logits.shape[1] == 1 else logits
+
+
+def count_parameters(model: torch.nn.Module) -> dict[str, int]:
+    """Trainable and nonzero parameter counts (a pruned weight is an exact zero)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return {
+        "trainable_parameters": int(sum(p.numel() for p in params)),
+        "nonzero_parameters": int(sum(int(torch.count_nonzero(p)) for p in params)),
+    }
