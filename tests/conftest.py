@@ -1,0 +1,63 @@
+"""Shared fixtures: the real GLUE files, a tiny real pretrained model, composed configs."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from ticket_ensembles.config import register_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# The tiny-but-real setting: MiniLM-L6 cut to 1 layer, 64 MRPC rows, one epoch.
+TINY = [
+    "model=minilm_l6", "model.num_layers=1", "data.max_train_samples=64", "data.max_eval_samples=64",
+    "trainer.epochs=1", "trainer.max_length=64", "trainer.progress=false", "trainer.batch_size=16",
+]
+
+
+def find_glue_dir() -> Path:
+    """GLUE_DIR, else ../shared/data/glue beside the repo; a clear failure if neither holds data."""
+    candidate = Path(os.environ.get("GLUE_DIR") or ROOT.parent / "shared" / "data" / "glue")
+    if not (candidate / "MRPC" / "train.tsv").is_file():
+        pytest.fail(f"real GLUE data not found at {candidate}: set GLUE_DIR to the glue_data folder "
+                    "(../shared/data/glue in this project); these tests do not skip without it")
+    return candidate
+
+
+@pytest.fixture(scope="session")
+def glue_dir() -> Path:
+    return find_glue_dir()
+
+
+def compose_cfg(config_name: str, overrides: list[str]) -> DictConfig:
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name, overrides=overrides)
+
+
+@pytest.fixture
+def make_cfg(tmp_path, glue_dir):
+    """Compose conf/train.yaml with the tiny setting, a store under tmp_path, and overrides."""
+
+    def make(*overrides: str, root: Path | None = None) -> DictConfig:
+        base = [*TINY, f"data.glue_dir={glue_dir}", f"paths.root_dir={root or tmp_path}"]
+        return compose_cfg("train", [*base, *overrides])
+
+    return make
+
+
+def run_script(script: str, *args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 600):
+    """Run a root entry point (train.py, evaluate.py) as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
