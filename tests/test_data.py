@@ -50,7 +50,7 @@ def test_cola_has_no_header_and_keeps_its_last_row_without_newline(glue_dir):
 def test_stray_quotes_are_text_not_quoting(glue_dir):
     ds = load_glue_dir(get_task("rte"), glue_dir)["train"]
     assert ds[50]["sentence1"].startswith('"Instead of action on crime')  # file line 52
-    assert sum(s.startswith('"') for s in ds["sentence1"]) > 100
+    assert sum(s.startswith('"') for s in ds["sentence1"]) > 50
     assert len(ds) == 2490  # a quote-aware reader would merge rows across tabs and newlines
 
 

@@ -118,7 +118,7 @@ def _check_labels(task: TaskSpec, labels: np.ndarray, where: str) -> None:
     else:
         bad = (labels < 0) | (labels >= task.num_labels)
     if bad.any():
-        value = labels[np.argmax(bad)]
+        value = labels[np.argmax(bad)].item()
         raise UserError(f"{where}: label {value!r} is outside task {task.name!r}'s range "
                         f"({'finite scores' if task.is_regression else f'0..{task.num_labels - 1}'}): check the data matches the task")
 
