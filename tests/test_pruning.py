@@ -101,7 +101,7 @@ def test_ties_give_an_exact_count_and_a_deterministic_choice():
     again = pruning.prune_lowest_magnitude(params, new, 15)  # survivors only; pruned are skipped
     assert pruning.count_pruned(again) == 22 and not again["a"].any()
     assert not again["b"].flatten()[:2].any() and again["b"].flatten()[2:].all()
-    with pytest.raises(pruning.PruningError, match="only 7 survive"):
+    with pytest.raises(pruning.PruningError, match="only 22 survive"):
         pruning.prune_lowest_magnitude(params, new, 100)
 
 

@@ -1,0 +1,93 @@
+"""Trainer hooks for a fixed-mask finetune: pruned weights stay exactly zero, plus an
+optional L1 penalty tau * ||theta ⊙ l||_1 (active_lt / random_lt).
+
+Use as a context manager around one finetune::
+
+    with MaskedTraining(params, masks, coefficients, tau) as hooks:
+        finetune(model, train_ds, cfg, seed, hooks=hooks)
+"""
+from __future__ import annotations
+
+import torch
+
+from .pruning import Masks, apply_masks
+
+
+class MaskedOptimizer:
+    """Wraps an optimizer: after every step, multiply the prunable weights by their masks.
+
+    This undoes anything the step did to a pruned weight, AdamW's decoupled weight decay
+    and momentum included, with one fused in-place multiply per step.
+    """
+
+    def __init__(self, optimizer, params: list[torch.Tensor], factors: list[torch.Tensor]):
+        self.optimizer, self._params, self._factors = optimizer, params, factors
+
+    def step(self, *args, **kwargs):
+        out = self.optimizer.step(*args, **kwargs)
+        with torch.no_grad():
+            torch._foreach_mul_(self._params, self._factors)
+        return out
+
+    def __getattr__(self, name):  # zero_grad, param_groups, state_dict ... of the real optimizer
+        return getattr(self.optimizer, name)
+
+
+class MaskedTraining:
+    """Hooks object for ``trainer.finetune``: keeps a mask fixed and adds an optional L1 penalty.
+
+    Gradients of pruned weights are zeroed as they are accumulated, so gradient clipping and
+    Adam's moments see the subnetwork only (as with ``torch.nn.utils.prune``), and the wrapped
+    optimizer re-zeroes the weights after each step.
+    """
+
+    def __init__(self, params: dict[str, torch.Tensor], masks: Masks | None = None,
+                 coefficients: Masks | None = None, tau: float = 0.0):
+        self.params = params
+        self.masks = masks
+        self.coefficients = coefficients if coefficients and tau > 0 else None
+        self.tau = float(tau)
+        self._handles: list = []
+        self._factors: list[torch.Tensor] = []
+        self._penalised: list[torch.Tensor] = []
+        self._coef_list: list[torch.Tensor] = []
+
+    def __enter__(self) -> "MaskedTraining":
+        if self.masks:
+            apply_masks(self.params, self.masks)
+            names = list(self.masks)
+            self._masked = [self.params[n] for n in names]
+            self._factors = [self.masks[n].to(device=p.device, dtype=p.dtype) for n, p in zip(names, self._masked)]
+            for p, f in zip(self._masked, self._factors):
+                self._handles.append(p.register_post_accumulate_grad_hook(_grad_masker(f)))
+        if self.coefficients is not None:
+            names = list(self.coefficients)
+            self._penalised = [self.params[n] for n in names]
+            self._coef_list = [self.coefficients[n] for n in names]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def wrap_optimizer(self, optimizer):
+        if not self._factors:
+            return optimizer
+        return MaskedOptimizer(optimizer, self._masked, self._factors)
+
+    def extra_loss(self, model, lr_scale: float) -> torch.Tensor | None:
+        """tau * lr_scale * sum |theta| * l over the penalised weights (None when off)."""
+        if not self._penalised or lr_scale <= 0.0:
+            return None
+        # coefficients are >= 0, so ||theta * l||_1 == sum |theta| * l (one pass fewer than abs first)
+        weighted = torch._foreach_mul(self._penalised, self._coef_list)
+        l1 = torch.stack(torch._foreach_norm(weighted, 1)).sum()
+        return (self.tau * lr_scale) * l1
+
+
+def _grad_masker(factor: torch.Tensor):
+    def hook(param: torch.Tensor) -> None:
+        if param.grad is not None:
+            param.grad.mul_(factor)
+    return hook
