@@ -10,6 +10,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .errors import UserError
+
+_MODES = ("online", "offline", "disabled")
+
 
 def wandb_mode(requested: str | None) -> str:
     """The W&B mode to use: the requested one, else online only when a key is configured."""
@@ -36,7 +40,11 @@ def init_wandb(logger_cfg, *, job_type: str, group: str, name: str, config: dict
         return None
     import wandb
 
+    if os.environ.get("WANDB_MODE") == "":
+        del os.environ["WANDB_MODE"]  # an empty value would make wandb itself fail
     mode = wandb_mode(logger_cfg.mode)
+    if mode not in _MODES:
+        raise UserError(f"logger.mode={mode!r} is not a W&B mode: use one of {', '.join(_MODES)}")
     if dir:
         Path(dir).mkdir(parents=True, exist_ok=True)
     return wandb.init(
