@@ -96,6 +96,27 @@ class BaggingConfig(MethodConfig):
     subset_ratio: float = 0.9  # fraction of the training set, drawn without replacement
 
 
+class Regularizer(str, Enum):
+    none = "none"  # base_lt
+    active = "active"  # active_lt: l = mean of the earlier chain members' final masks
+    random = "random"  # random_lt: l ~ Bernoulli, P(0) = prune_ratio, drawn from the seed
+
+
+@dataclass
+class LotteryConfig(MethodConfig):
+    """base_lt / active_lt / random_lt (METHODS.md 3-5): IMP with rewinding to θ_s."""
+
+    name: str = "base_lt"
+    prune_ratio: float = 0.3  # share of the prunable weights removed in the end
+    prune_step: float = 0.1  # share of the ORIGINAL prunable count removed per round
+    # regexes over model.named_parameters(); values in conf/method/base_lt.yaml
+    prunable_patterns: list[str] = field(default_factory=list)
+    epochs_per_round: Optional[float] = None  # pruning-round finetunes; None: trainer.epochs
+    regularizer: Regularizer = Regularizer.none
+    l1_tau: float = 1e-4  # L1 coefficient at peak lr, decayed like the lr (README: how chosen)
+    group_size: int = 10  # active_lt chains: seeds [g*size, (g+1)*size) in seed order
+
+
 @dataclass
 class TrainConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -123,5 +144,6 @@ def register_configs() -> None:
         ("paths", "paths_schema", PathsConfig),
         ("method", "baseline_schema", BaselineConfig),
         ("method", "bagging_schema", BaggingConfig),
+        ("method", "lottery_schema", LotteryConfig),
     ]:
         cs.store(group=group, name=name, node=node)
