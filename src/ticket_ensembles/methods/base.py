@@ -65,14 +65,18 @@ class RunContext:
         return out
 
     def write_member(self, model, *, ticket: int | None = None, extra: dict | None = None,
+                     extra_metrics: dict | None = None,
                      write_files: Callable[[Path], None] | None = None) -> Path:
-        """Predict every eval split and write one complete member into the store, atomically."""
+        """Predict every eval split and write one complete member into the store, atomically.
+
+        ``extra`` joins the run facts (run.json), ``extra_metrics`` the metrics (e.g. sparsity)."""
         final = self.method_dir / store.member_name(self.seed, ticket)
         predictions = self.predict_all(model)
         metrics = {}
         for split, logits in predictions.items():
             prefix = "" if split == self.task.eval_splits[0] else f"{split}/"
             metrics |= {prefix + k: v for k, v in member_metrics(self.task, logits, self.data.labels(split)).items()}
+        metrics |= extra_metrics or {}
         facts = {"seed": self.seed, "ticket": ticket, "wall_time_s": round(time.perf_counter() - self.started, 3),
                  "optimizer_steps": self.optimizer_steps, "train_examples": len(self.data.train),
                  **count_parameters(model), **(extra or {})}
