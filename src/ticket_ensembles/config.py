@@ -131,10 +131,46 @@ class TrainConfig:
     experiment_name: str = "default"
 
 
+class Combiner(str, Enum):
+    prob_mean = "prob_mean"  # mean of softmax probabilities (the paper); mean score for regression
+    logit_mean = "logit_mean"  # softmax of the mean logits
+    vote = "vote"  # majority of the members' classes, ties broken by the mean probability
+
+
+@dataclass
+class EnsembleConfig:
+    combiner: Combiner = Combiner.prob_mean
+    max_size: int = 5  # evaluate every k-subset for k = 1..max_size (the paper: 5)
+    table_size: Optional[int] = None  # k of the tables' "ens." column; None: max_size
+    # seed groups, each ensembled on its own and then averaged (the paper: 0-9 and 10-19)
+    groups: list[list[int]] = field(default_factory=lambda: [list(range(10)), list(range(10, 20))])
+    methods: Optional[list[str]] = None  # store folders to evaluate; None: all present
+    baseline: str = "baseline"  # t-tests against this method (italic marks) ...
+    reference: str = "base_lt"  # ... and against this one (bold-italic marks)
+    alpha: float = 0.05  # significance level of the marks
+    iou_members: int = 5  # masks per method in the IoU heatmap (the paper: 5 seeds)
+    ece_bins: int = 15  # equal-width confidence bins of the ECE (Guo et al. 2017; FreeTickets)
+    chunk_elements: int = 20_000_000  # floats per block of subsets held in memory at once
+    # None: <paths.report_dir>/<task>/<model folder in the store> (reports/mrpc/bert_base_uncased)
+    report_dir: Optional[str] = None
+
+
+@dataclass
+class EvaluateConfig:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    experiment_name: str = "default"
+
+
 def register_configs() -> None:
     """Put the schemas in Hydra's ConfigStore; YAML files in conf/ extend them."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
+    cs.store(group="ensemble", name="ensemble_schema", node=EnsembleConfig)
     for group, name, node in [
         ("task", "task_schema", TaskConfig),
         ("model", "model_schema", ModelConfig),

@@ -1,0 +1,196 @@
+"""Read one task/model's members from the store: outputs, a label fingerprint, groups.
+
+Everything evaluation knows comes from here, and here every input a user can get wrong
+(an empty store, an unknown method, members predicted on different data, a damaged
+file) stops with one sentence.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import store
+from ..tasks import TaskSpec, predictions_filename
+from .errors import EvaluationError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Members ensembled together: a seed group, or the tickets of one EDST run."""
+
+    name: str
+    members: tuple[int, ...]  # indices into MethodData.members
+    missing: tuple[int, ...] = ()  # the group's seeds absent from the store
+
+
+@dataclass
+class MethodData:
+    name: str
+    members: list[str]  # member folder names, sorted by (seed, ticket)
+    folders: list[Path]
+    outputs: dict[str, np.ndarray]  # split -> logits [M, N, C] (regression: scores [M, N])
+    groups: list[Group] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # members in no group
+
+    @property
+    def per_run_tickets(self) -> bool:
+        """EDST: several members per run, each run's tickets ensembled together."""
+        return any(store.parse_member_name(m)[1] is not None for m in self.members)
+
+
+@dataclass
+class StoreData:
+    task: TaskSpec
+    model: str
+    root: Path  # <store_dir>/<task>/<model>
+    labels: dict[str, np.ndarray]  # split -> labels [N], identical for every member
+    methods: dict[str, MethodData]
+
+
+def model_folder(model_cfg) -> str:
+    """The model's store folder: the same rule as models.store_model_name, without importing torch."""
+    layers = getattr(model_cfg, "num_layers", None)
+    return model_cfg.name if layers is None else f"{model_cfg.name}_L{layers}"
+
+
+def load_store(store_dir: str | Path, task: TaskSpec, model: str, methods: list[str] | None,
+               seed_groups: list[list[int]]) -> StoreData:
+    """Read every requested method's members, check they agree on the data, and group them."""
+    root = Path(store_dir) / store.safe_name(task.name, "task") / store.safe_name(model, "model")
+    found = store.list_members(store_dir, task.name, model)
+    selected = select_methods(found, methods, root)
+    labels: dict[str, np.ndarray] = {}
+    owners: dict[str, str] = {}
+    data = {}
+    for name in selected:
+        folders = list(found[name].values())
+        names = list(found[name])
+        outputs = {split: _stack_split(task, split, name, names, folders, labels, owners)
+                   for split in task.eval_splits}
+        method = MethodData(name, names, folders, outputs)
+        method.groups, method.ignored = assign_groups(method, seed_groups)
+        data[name] = method
+    return StoreData(task, model, root, labels, data)
+
+
+def select_methods(found: dict[str, dict[str, Path]], requested: list[str] | None, root: Path) -> list[str]:
+    """The methods to evaluate: the requested ones (each must be present), else all found."""
+    if not found:
+        raise EvaluationError(f"no complete members under {root}: train some first "
+                              "(python train.py task=... model=... method=... seed=...) or point paths.store_dir at the store")
+    if requested is None:
+        return list(found)
+    unknown = [m for m in requested if m not in found]
+    if unknown:
+        raise EvaluationError(f"method {unknown[0]!r} has no complete members under {root}: "
+                              f"choose from {', '.join(found)} (or set ensemble.methods=null for all)")
+    return list(dict.fromkeys(requested))
+
+
+def fingerprint(labels: np.ndarray) -> str:
+    """A short hash of the labels' values and order (members must share it to be ensembled)."""
+    canonical = np.ascontiguousarray(labels, dtype=np.float64)
+    return hashlib.sha256(canonical.tobytes()).hexdigest()[:16]
+
+
+def _stack_split(task: TaskSpec, split: str, method: str, names: list[str], folders: list[Path],
+                 labels: dict[str, np.ndarray], owners: dict[str, str]) -> np.ndarray:
+    """Logits of all members of one method for one split, as one array; checks the labels."""
+    filename = predictions_filename(split, task)
+    rows = []
+    for name, folder in zip(names, folders):
+        logits, member_labels = store.read_predictions(folder / filename)
+        rows.append(_check_shape(task, logits, folder / filename))
+        who = f"{method}/{name}"
+        if split not in labels:
+            labels[split], owners[split] = member_labels, who
+        elif fingerprint(member_labels) != fingerprint(labels[split]):
+            raise EvaluationError(
+                f"{who} was predicted on different {split} data than {owners[split]} "
+                f"(N={len(member_labels)} vs {len(labels[split])}, or other labels or order): "
+                "re-train the odd member with the current data, or move it out of the store")
+    return np.stack(rows).astype(np.float64)
+
+
+def _check_shape(task: TaskSpec, logits: np.ndarray, path: Path) -> np.ndarray:
+    if task.is_regression and logits.ndim == 2 and logits.shape[1] == 1:
+        logits = logits[:, 0]
+    expected = "[N]" if task.is_regression else f"[N, {task.num_labels}]"
+    ok = logits.ndim == 1 if task.is_regression else (logits.ndim == 2 and logits.shape[1] == task.num_labels)
+    if not ok:
+        raise EvaluationError(f"{path} holds logits of shape {list(logits.shape)} but task {task.name} "
+                              f"needs {expected}: it belongs to another task; move it out of the store")
+    return logits
+
+
+def assign_groups(method: MethodData, seed_groups: list[list[int]]) -> tuple[list[Group], list[str]]:
+    """Seed groups from the config; for EDST members (several tickets per run) one group per run."""
+    keys = [store.parse_member_name(m) for m in method.members]
+    if method.per_run_tickets:
+        if any(t is None for _, t in keys):
+            raise EvaluationError(f"method {method.name} mixes one-member runs (seed_<s>) with EDST tickets "
+                                  "(seed_<s>_ticket_<t>): store them under different method folders")
+        runs = sorted({s for s, _ in keys})
+        return [Group(f"seed_{s}", tuple(i for i, (s2, _) in enumerate(keys) if s2 == s)) for s in runs], []
+    seeds = [s for s, _ in keys]
+    groups = []
+    for g, wanted in enumerate(seed_groups):
+        members = tuple(i for i, s in enumerate(seeds) if s in set(wanted))
+        missing = tuple(s for s in wanted if s not in set(seeds))
+        groups.append(Group(f"group{g}", members, missing))
+    in_groups = {s for g in seed_groups for s in g}
+    ignored = [m for m, s in zip(method.members, seeds) if s not in in_groups]
+    if not any(g.members for g in groups):
+        raise EvaluationError(f"none of method {method.name}'s seeds ({_span(seeds)}) is in ensemble.groups "
+                              f"({seed_groups}): set ensemble.groups to the seeds you trained")
+    return groups, ignored
+
+
+def _span(seeds: list[int]) -> str:
+    return ", ".join(str(s) for s in seeds[:8]) + (", ..." if len(seeds) > 8 else "")
+
+
+def check_sizes(data: StoreData, max_size: int) -> dict[str, int]:
+    """The largest k per method; refuses a k larger than a seed group's members.
+
+    EDST runs hold a fixed number of tickets (M), so their k stops at M instead.
+    """
+    if max_size < 1:
+        raise EvaluationError(f"ensemble.max_size={max_size}: it must be at least 1")
+    sizes = {}
+    for method in data.methods.values():
+        groups = [g for g in method.groups if g.members]
+        smallest = min(groups, key=lambda g: len(g.members))
+        if method.per_run_tickets:
+            sizes[method.name] = min(max_size, len(smallest.members))
+        elif len(smallest.members) < max_size:
+            missing = f" (missing seeds {_span(list(smallest.missing))})" if smallest.missing else ""
+            raise EvaluationError(
+                f"ensemble.max_size={max_size} but method {method.name} has only {len(smallest.members)} "
+                f"members in {smallest.name}{missing}: lower ensemble.max_size or train the missing seeds")
+        else:
+            sizes[method.name] = max_size
+    return sizes
+
+
+def report_missing(data: StoreData) -> list[dict]:
+    """One row per method and group: members present, seeds missing, members in no group."""
+    rows = []
+    for method in data.methods.values():
+        for g in method.groups:
+            if g.missing:
+                log.warning("%s %s: missing seeds %s", method.name, g.name, _span(list(g.missing)))
+            rows.append({"method": method.name, "group": g.name, "n_members": len(g.members),
+                         "members": " ".join(method.members[i] for i in g.members),
+                         "missing_seeds": " ".join(map(str, g.missing))})
+        if method.ignored:
+            log.warning("%s: members in no ensemble group, not evaluated: %s", method.name, " ".join(method.ignored))
+            rows.append({"method": method.name, "group": "(none)", "n_members": len(method.ignored),
+                         "members": " ".join(method.ignored), "missing_seeds": ""})
+    return rows

@@ -1,0 +1,172 @@
+"""``evaluate(cfg)``: store -> every ensemble's scores -> tables and figures, written all at once.
+
+Everything is computed before anything is written, and the report folder is built in a
+hidden temporary folder that replaces the old one in one rename: a failure never leaves
+half a report.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..tasks import get_task
+from .aggregate import combinations_table, diversity_table, metric_names, summary_table
+from .combine import check_combiner
+from .errors import EvaluationError
+from .loading import check_sizes, load_store, model_folder, report_missing
+from .paper import display_name, method_order
+from .tables import TableSetting, fmt, fmt_p, table1, table2
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Report:
+    """Everything a report holds, computed and not yet written."""
+
+    setting: TableSetting
+    members: pd.DataFrame
+    combinations: pd.DataFrame
+    summary: pd.DataFrame
+    diversity: pd.DataFrame
+    ious: dict
+    headline: str
+    baseline: str | None
+
+
+def evaluate(cfg) -> Path:
+    """Evaluate the store for cfg.task and cfg.model; returns the report folder."""
+    report = compute_report(cfg)
+    out = report_dir(cfg, report.setting.model)
+    with building_report(out) as tmp:
+        write_report(report, tmp)
+    log.info("report written to %s", out)
+    _log_headline(report)
+    _log_wandb(cfg, report, out)
+    return out
+
+
+def compute_report(cfg) -> Report:
+    ens = cfg.ensemble
+    try:
+        task = get_task(cfg.task.name)
+    except ValueError as e:
+        raise EvaluationError(str(e)) from None
+    combiner = check_combiner(ens.combiner, task)
+    model = model_folder(cfg.model)
+    groups = [list(map(int, g)) for g in ens.groups]
+    data = load_store(cfg.paths.store_dir, task, model, list(ens.methods) if ens.methods else None, groups)
+    sizes = check_sizes(data, int(ens.max_size))
+    k = _table_size(ens.table_size, int(ens.max_size))
+    members = pd.DataFrame(report_missing(data))
+    combos = combinations_table(data, sizes, combiner, int(ens.ece_bins), int(ens.chunk_elements))
+    compare_to = tuple(m for m in dict.fromkeys([ens.baseline, ens.reference]) if m in data.methods)
+    summary = summary_table(combos, metric_names(data), list(compare_to), float(ens.alpha))
+    diversity, ious = diversity_table(data, int(ens.iou_members))
+    setting = TableSetting(task.name, model, k, combiner, compare_to)
+    baseline = ens.baseline if ens.baseline in data.methods else None
+    return Report(setting, members, combos, summary, diversity, ious, task.main_metric, baseline)
+
+
+def _table_size(table_size: int | None, max_size: int) -> int:
+    if table_size is None:
+        return max_size
+    if not 1 <= table_size <= max_size:
+        raise EvaluationError(f"ensemble.table_size={table_size} must be between 1 and ensemble.max_size={max_size}")
+    return int(table_size)
+
+
+def report_dir(cfg, model: str) -> Path:
+    if cfg.ensemble.report_dir:
+        return Path(cfg.ensemble.report_dir)
+    return Path(cfg.paths.report_dir) / cfg.task.name / model
+
+
+def write_report(report: Report, folder: Path) -> None:
+    """Every output file (README section "Evaluation" says what each holds)."""
+    from .figures import figure3, figure4  # matplotlib: only paid when writing
+
+    report.summary.to_csv(folder / "summary.csv", index=False)
+    report.combinations.to_csv(folder / "combinations.csv", index=False)
+    report.diversity.to_csv(folder / "diversity.csv", index=False)
+    report.members.to_csv(folder / "members.csv", index=False)
+    md, tex = table1(report.summary, report.setting)
+    (folder / "table1.md").write_text(md)
+    (folder / "table1.tex").write_text(tex)
+    if not report.diversity.empty:
+        (folder / "table2.md").write_text(table2(report.diversity, report.setting))
+    figure3(report.summary, report.headline, report.baseline, folder / "figure3.png")
+    for method, (members, iou) in report.ious.items():
+        figure4(method, members, iou, folder / f"figure4_{method}.png")
+
+
+@contextlib.contextmanager
+def building_report(final: Path) -> Iterator[Path]:
+    """A hidden temporary folder that replaces ``final`` only when the block succeeds."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.partial-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def headline_rows(report: Report) -> pd.DataFrame:
+    """The headline metric of the first split at the table's k: what the console shows."""
+    s = report.summary
+    split = s.split.iloc[0]
+    rows = s[(s.split == split) & (s.metric == report.headline) & (s.k == report.setting.k)]
+    return rows.set_index("method").loc[method_order(list(rows.method))]
+
+
+def _log_headline(report: Report) -> None:
+    rows = headline_rows(report)
+    log.info("%s %s, k=%d: method single ens. diff. %s", report.setting.task, report.headline, report.setting.k,
+             " ".join(f"p_vs_{m}" for m in report.setting.compare_to))
+    for method, r in rows.iterrows():
+        ps = " ".join(fmt_p(r[f"p_vs_{m}"]) for m in report.setting.compare_to)
+        log.info("  %-12s %7s %7s %7s %s", display_name(method), fmt(r.single_mean), fmt(r.ens_mean),
+                 fmt(r["diff"], signed=True), ps)
+
+
+def _log_wandb(cfg, report: Report, out: Path) -> None:
+    """With logger=wandb: the tables and figures to a run of job type "evaluate"."""
+    from omegaconf import OmegaConf
+
+    from ..loggers import init_wandb
+
+    task, model = report.setting.task, report.setting.model
+    run = init_wandb(cfg.logger, job_type="evaluate", group=f"{cfg.experiment_name}/{task}/{model}",
+                     name=f"evaluate/{task}/{model}", config=OmegaConf.to_container(cfg, resolve=True),
+                     dir=cfg.paths.log_dir)
+    if run is None:
+        return
+    import wandb
+
+    try:
+        tables = {name: wandb.Table(dataframe=getattr(report, name))
+                  for name in ("summary", "diversity", "combinations") if not getattr(report, name).empty}
+        images = {p.stem: wandb.Image(str(p)) for p in sorted(out.glob("*.png"))}
+        run.log(tables | images)
+        for method, r in headline_rows(report).iterrows():
+            run.summary[f"{method}/ens_{report.headline}"] = r.ens_mean
+            run.summary[f"{method}/single_{report.headline}"] = r.single_mean
+        artifact = wandb.Artifact(f"report-{task}-{model}", type="evaluation")
+        artifact.add_dir(str(out))
+        run.log_artifact(artifact)
+    finally:
+        run.finish()

@@ -1,0 +1,162 @@
+"""Render the paper's tables from the summary and diversity frames (Markdown and LaTeX).
+
+Marks follow the paper: italic = significantly better than BASELINE (Student's t-test,
+p < ensemble.alpha), bold-italic = significantly better than both BASELINE and BASE-LT,
+underline = the best ens. value of the column.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .metrics import CALIBRATION, LOWER_IS_BETTER
+from .paper import display_name, method_order, paper_table1, paper_table2
+
+_DIVERSITY_COLUMNS = [("q_statistic", "Q ↓"), ("ratio_errors", "ratio errors ↑"),
+                      ("negative_double_fault", "neg. double fault ↑"), ("disagreement", "disagreement ↑"),
+                      ("correlation", "correlation ↓"), ("prediction_disagreement", "pred. disagreement ↑"),
+                      ("kl", "KL ↑"), ("score_correlation", "score correlation ↓"), ("mask_iou", "mask IoU ↓")]
+
+
+@dataclass(frozen=True)
+class TableSetting:
+    task: str
+    model: str
+    k: int  # the ens. column's ensemble size
+    combiner: str
+    compare_to: tuple[str, ...]  # (baseline, reference) of the t-tests and marks
+
+
+def fmt(value: float, digits: int = 2, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def fmt_p(p: float) -> str:
+    if p is None or math.isnan(p):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _mark(text: str, row: pd.Series, setting: TableSetting, best: bool, latex: bool) -> str:
+    flags = [bool(row.get(f"better_than_{m}", False)) for m in setting.compare_to]
+    if flags and all(flags) and len(flags) > 1:
+        text = rf"\textbf{{\textit{{{text}}}}}" if latex else f"***{text}***"
+    elif flags and flags[0]:
+        text = rf"\textit{{{text}}}" if latex else f"*{text}*"
+    if best:
+        text = rf"\underline{{{text}}}" if latex else f"<u>{text}</u>"
+    return text
+
+
+def _table_rows(summary: pd.DataFrame, split: str, metric: str, setting: TableSetting) -> pd.DataFrame:
+    rows = summary[(summary.split == split) & (summary.metric == metric)]
+    # EDST runs hold M tickets: their row shows k = M when M < the table's k (marked in the cell)
+    k_of = rows.groupby("method").k.max().clip(upper=setting.k)
+    rows = rows[rows.k == rows.method.map(k_of)].set_index("method")
+    return rows.loc[method_order(list(rows.index))]
+
+
+def _ens_text(row: pd.Series, setting: TableSetting) -> str:
+    return fmt(row.ens_mean) + ("" if row.k == setting.k else f" (k={row.k})")
+
+
+def table1_sections(summary: pd.DataFrame, setting: TableSetting, latex: bool) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) per split and task metric, ens. at k, with marks and the paper's figures."""
+    paper = paper_table1(setting.task, setting.model)
+    first_split = summary.split.iloc[0] if len(summary) else ""
+    sections = []
+    for split in dict.fromkeys(summary.split):
+        for metric in [m for m in dict.fromkeys(summary.metric) if m not in CALIBRATION]:
+            rows = _table_rows(summary, split, metric, setting)
+            with_paper = paper is not None and split == first_split and metric == summary.metric.iloc[0]
+            header = ["method", "single", f"ens. (k={setting.k})", "diff."]
+            header += [f"p vs {display_name(m)}" for m in setting.compare_to]
+            header += ["paper single", "paper ens.", "paper diff."] if with_paper else []
+            best = rows.ens_mean.min() if metric in LOWER_IS_BETTER else rows.ens_mean.max()
+            body = []
+            for method, row in rows.iterrows():
+                line = [display_name(method), fmt(row.single_mean),
+                        _mark(_ens_text(row, setting), row, setting, row.ens_mean == best and len(rows) > 1, latex),
+                        fmt(row["diff"], signed=True)]
+                line += [fmt_p(row.get(f"p_vs_{m}", float("nan"))) for m in setting.compare_to]
+                if with_paper:
+                    published = paper[1].get(method)
+                    line += ([fmt(published[0]), fmt(published[1]), fmt(published[2], signed=True)]
+                             if published else ["–"] * 3)
+                body.append(line)
+            note = f" · published: {paper[0]}" if with_paper else ""
+            sections.append((f"{split} · {metric}{note}", header, body))
+    return sections
+
+
+def calibration_section(summary: pd.DataFrame, setting: TableSetting) -> list[tuple[str, list[str], list[list[str]]]]:
+    """NLL / ECE / Brier of single members and of the k-ensemble (classification only)."""
+    sections = []
+    for split in dict.fromkeys(summary.split):
+        if not summary[(summary.split == split) & summary.metric.isin(CALIBRATION)].ens_mean.notna().any():
+            continue  # regression, or majority vote (no probabilities)
+        tables = {m: _table_rows(summary, split, m, setting) for m in CALIBRATION}
+        header = ["method"] + [f"{m} {which}" for m in CALIBRATION for which in ("single", "ens.")]
+        body = [[display_name(method)] + [fmt(tables[m].loc[method, col], 4) for m in CALIBRATION
+                                          for col in ("single_mean", "ens_mean")]
+                for method in tables[CALIBRATION[0]].index]
+        sections.append((f"{split} · calibration (lower is better)", header, body))
+    return sections
+
+
+def markdown(title: str, sections: list[tuple[str, list[str], list[list[str]]]], notes: list[str]) -> str:
+    out = [f"# {title}", ""]
+    for heading, header, body in sections:
+        out += [f"## {heading}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += ["| " + " | ".join(line) + " |" for line in body]
+        out.append("")
+    return "\n".join(out + notes) + "\n"
+
+
+def latex(title: str, sections: list[tuple[str, list[str], list[list[str]]]]) -> str:
+    out = [f"% {title}", "% needs \\usepackage{booktabs}"]
+    for heading, header, body in sections:
+        out += [f"% {heading}", r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
+                " & ".join(_tex(h) for h in header) + r" \\", r"\midrule"]
+        out += [" & ".join(_tex(c) for c in line) + r" \\" for line in body]
+        out += [r"\bottomrule", r"\end{tabular}", ""]
+    return "\n".join(out).replace("–", "--") + "\n"
+
+
+def _tex(text: str) -> str:
+    return text.replace("_", r"\_").replace("%", r"\%").replace("<", r"$<$")
+
+
+def table1(summary: pd.DataFrame, setting: TableSetting) -> tuple[str, str]:
+    """(table1.md, table1.tex)."""
+    title = f"Table 1 · {setting.task} · {setting.model} · {setting.combiner}, ens. = every {setting.k}-subset"
+    notes = ["*italic*: significantly better than "
+             f"{display_name(setting.compare_to[0]) if setting.compare_to else 'the baseline'} "
+             "(Student's t-test over subsets); ***bold-italic***: better than both "
+             f"{' and '.join(display_name(m) for m in setting.compare_to)}; <u>underline</u>: best. "
+             "Scores in percent; single = mean of the single members."]
+    md = markdown(title, table1_sections(summary, setting, latex=False) + calibration_section(summary, setting), notes)
+    return md, latex(title, table1_sections(summary, setting, latex=True))
+
+
+def table2(diversity: pd.DataFrame, setting: TableSetting) -> str:
+    """table2.md: diversity per method (mean over member pairs), the published Table 2 beside when it matches."""
+    sections = []
+    for split in dict.fromkeys(diversity.split):
+        rows = diversity[diversity.split == split].set_index("method")
+        cols = [(c, label) for c, label in _DIVERSITY_COLUMNS if c in rows and not rows[c].isna().all()]
+        body = [[display_name(m)] + [fmt(rows.loc[m, c], 3) for c, _ in cols] for m in method_order(list(rows.index))]
+        sections.append((f"{split} · ours", ["method"] + [label for _, label in cols], body))
+    published = paper_table2(setting.task, setting.model)
+    if published:
+        header = ["method"] + [label for _, label in _DIVERSITY_COLUMNS[:5]]
+        body = [[display_name(m)] + [fmt(v) for v in values] for m, values in published.items()]
+        sections.append(("published: Kobayashi et al. 2022, Table 2", header, body))
+    notes = ["Pairs i < j within each ensemble group, averaged over pairs, then over groups. ↓/↑: the "
+             "direction that means more diverse. Undefined pairs (e.g. ratio errors with no shared error) "
+             "are counted in diversity.csv and left out of the mean."]
+    return markdown(f"Table 2 · diversity · {setting.task} · {setting.model}", sections, notes)
