@@ -25,17 +25,27 @@ def train(cfg: DictConfig) -> list[Path]:
     method = get_method(cfg.method.name)(cfg)
     mdir = store.method_dir(cfg.paths.store_dir, task.name, store_model_name(cfg.model), method.store_name)
     members = [mdir / store.member_name(s, t) for s, t in method.member_keys()]
-    if not cfg.overwrite and all(store.is_complete(m) for m in members):
-        log.info("skip: %s already complete (overwrite=true to redo)", ", ".join(str(m) for m in members))
+    if _all_complete(cfg, members):
         return members
-    if cfg.trainer.num_threads:
-        torch.set_num_threads(int(cfg.trainer.num_threads))
-    data, load = _task_data_and_model_loader(cfg, task)
-    with RunLogger(_wandb_run(cfg, task, method.store_name)) as logger:
-        ctx = RunContext(cfg=cfg, task=task, data=data, logger=logger, load_model=load, method_dir=mdir)
-        method.build(ctx)
+    # The first member's lock guards the whole run: a second worker waits, then skips.
+    with store.member_lock(members[0]):
+        if _all_complete(cfg, members):
+            return members
+        if cfg.trainer.num_threads:
+            torch.set_num_threads(int(cfg.trainer.num_threads))
+        data, load = _task_data_and_model_loader(cfg, task)
+        with RunLogger(_wandb_run(cfg, task, method.store_name)) as logger:
+            ctx = RunContext(cfg=cfg, task=task, data=data, logger=logger, load_model=load, method_dir=mdir)
+            method.build(ctx)
     log.info("wrote %s", ", ".join(str(m) for m in members))
     return members
+
+
+def _all_complete(cfg: DictConfig, members: list[Path]) -> bool:
+    done = not cfg.overwrite and all(store.is_complete(m) for m in members)
+    if done:
+        log.info("skip: %s already complete (overwrite=true to redo)", ", ".join(str(m) for m in members))
+    return done
 
 
 def _task_data_and_model_loader(cfg: DictConfig, task: TaskSpec) -> tuple[TaskData, callable]:

@@ -10,6 +10,7 @@ and renamed into place, so a reader never sees half a member.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -138,6 +139,23 @@ def building_member(final_dir: str | Path, overwrite: bool = False) -> Iterator[
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def member_lock(final_dir: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on one member while building it, so two workers never build it twice.
+
+    Lock files live in ``<method_dir>/.locks/``; the lock is released when the process dies.
+    """
+    final_dir = Path(final_dir)
+    lock_dir = final_dir.parent / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{final_dir.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _move_into_place(tmp: Path, final_dir: Path, overwrite: bool) -> None:
