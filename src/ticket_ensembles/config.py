@@ -30,6 +30,8 @@ class ModelConfig:
     num_layers: Optional[int] = None  # keep only the first n encoder layers (fast tests)
     dropout: float = 0.1
     kind: str = "transformer"  # "transformer" or an image model family (FreeTickets)
+    depth: Optional[int] = None  # image models (kind: wrn): WRN depth, 6n + 4
+    width: Optional[int] = None  # image models (kind: wrn): WRN widening factor
 
 
 @dataclass
@@ -60,6 +62,9 @@ class TrainerConfig:
     progress: bool = True  # tqdm bars
     optimizer: str = "adamw"  # adamw, or sgd (FreeTickets' image setting)
     momentum: float = 0.9  # sgd only
+    lr_schedule: str = "linear"  # linear (to exactly 0) | cosine | constant | multistep
+    lr_milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # multistep: fractions of the finetune
+    lr_gamma: float = 0.1  # multistep: lr factor at each milestone
 
 
 @dataclass

@@ -23,6 +23,21 @@ class TsvLayout:
 
 
 @dataclass(frozen=True)
+class ImageSource:
+    """Where an image task's pictures come from and how they are prepared (FreeTickets)."""
+
+    hub_id: str | None  # a `datasets` hub id; None: scikit-learn's bundled 8x8 digits
+    channels: int
+    size: int  # height = width in pixels
+    mean: tuple[float, ...]  # per-channel normalisation of [0, 1] pixels
+    std: tuple[float, ...]
+    crop_padding: int  # training augmentation: random crop after zero padding
+    hflip: bool  # training augmentation: random horizontal flip
+    image_key: str = "img"
+    label_key: str = "label"
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     name: str
     text_keys: tuple[str, ...]
@@ -31,6 +46,7 @@ class TaskSpec:
     eval_splits: tuple[str, ...]
     tsv: TsvLayout | None = None  # None: not a GLUE TSV task (e.g. an image task)
     modality: str = "text"  # "text" (GLUE) or "image" (FreeTickets' own setting)
+    image: ImageSource | None = None  # image tasks only
 
     @property
     def is_regression(self) -> bool:
@@ -69,6 +85,18 @@ TASKS: dict[str, TaskSpec] = {
                  TsvLayout("RTE", (1, 2), 3, eval_files=_DEV, label_names=_NLI)),
         TaskSpec("wnli", ("sentence1", "sentence2"), 2, ("accuracy",), ("validation",),
                  TsvLayout("WNLI", (1, 2), 3, eval_files=_DEV)),
+        # FreeTickets' image setting: the hub's test split is the eval split (as the paper).
+        TaskSpec("cifar10", (), 10, ("accuracy",), ("test",), modality="image",
+                 image=ImageSource("uoft-cs/cifar10", 3, 32, (0.4914, 0.4822, 0.4465),
+                                   (0.2470, 0.2435, 0.2616), crop_padding=4, hflip=True)),
+        TaskSpec("cifar100", (), 100, ("accuracy",), ("test",), modality="image",
+                 image=ImageSource("uoft-cs/cifar100", 3, 32, (0.5071, 0.4865, 0.4409),
+                                   (0.2673, 0.2564, 0.2762), crop_padding=4, hflip=True,
+                                   label_key="fine_label")),
+        # Offline stand-in: the last 360 of sklearn's 1,797 digits are "test"; no flip (a
+        # mirrored digit is another symbol); mean/std of the first 1,437 (train) pixels / 16.
+        TaskSpec("digits", (), 10, ("accuracy",), ("test",), modality="image",
+                 image=ImageSource(None, 1, 8, (0.3054,), (0.3755,), crop_padding=1, hflip=False)),
     ]
 }
 

@@ -18,6 +18,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .errors import UserError
+
 
 @dataclass
 class FinetuneResult:
@@ -53,11 +55,24 @@ def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
 
 
 def build_scheduler(optimizer, cfg, total_steps: int):
-    """Linear warmup then linear decay that reaches exactly 0 after the last step of this finetune."""
-    from transformers import get_linear_schedule_with_warmup
+    """Linear warmup then linear decay that reaches exactly 0 after the last step of this finetune
+    (default); or constant, cosine to 0, or multistep (x lr_gamma at fractions lr_milestones)."""
+    from transformers import (get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup,
+                              get_linear_schedule_with_warmup)
 
     warmup = int(cfg.warmup_ratio * total_steps)
-    return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+    kind = getattr(cfg, "lr_schedule", "linear")
+    if kind == "linear":
+        return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+    if kind == "cosine":
+        return get_cosine_schedule_with_warmup(optimizer, warmup, total_steps)
+    if kind == "constant":
+        return get_constant_schedule_with_warmup(optimizer, warmup)
+    if kind == "multistep":  # FreeTickets' image schedule: MultiStepLR at 1/2 and 3/4 of training
+        milestones = [round(f * total_steps) for f in cfg.lr_milestones]
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: cfg.lr_gamma ** sum(step >= m for m in milestones))
+    raise UserError(f"unknown trainer.lr_schedule {kind!r}: use linear, cosine, constant or multistep")
 
 
 def train_loader(train_ds, cfg, seed: int, collate_fn) -> DataLoader:
