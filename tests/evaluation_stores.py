@@ -31,11 +31,11 @@ def noisy_logits(rng: np.random.Generator, labels: np.ndarray, noise: float, num
 
 
 def build_methods(store_dir: Path, methods: dict[str, float], seeds, labels: np.ndarray, *, seed: int = 0,
-                  task: str = "mrpc", model: str = "tiny", masks: bool = False) -> None:
-    """Members of several methods; ``methods`` maps a method to its noise level."""
+                  task: str = "mrpc", model: str = "tiny", masked: tuple[str, ...] = ()) -> None:
+    """Members of several methods; ``methods`` maps a method to its noise level; ``masked`` get mask.npz."""
     rng = np.random.default_rng(seed)
     for method, noise in methods.items():
         for s in seeds:
-            mask = {"layer.weight": rng.random((8, 6)) > 0.3, "other.weight": rng.random(10) > 0.3} if masks else None
+            mask = {"layer.weight": rng.random((8, 6)) > 0.3, "other.weight": rng.random(10) > 0.3}
             write_member(store_dir, method, s, noisy_logits(rng, labels, noise), labels, task=task, model=model,
-                         mask=mask)
+                         mask=mask if method in masked else None)

@@ -173,7 +173,7 @@ def check_sizes(data: StoreData, max_size: int) -> dict[str, int]:
             missing = f" (missing seeds {_span(list(smallest.missing))})" if smallest.missing else ""
             raise EvaluationError(
                 f"ensemble.max_size={max_size} but method {method.name} has only {len(smallest.members)} "
-                f"members in {smallest.name}{missing}: lower ensemble.max_size or train the missing seeds")
+                f"member(s) in {smallest.name}{missing}: lower ensemble.max_size or train the missing seeds")
         else:
             sizes[method.name] = max_size
     return sizes
