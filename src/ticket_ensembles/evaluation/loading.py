@@ -111,9 +111,10 @@ def _stack_split(task: TaskSpec, split: str, method: str, names: list[str], fold
         if split not in labels:
             labels[split], owners[split] = member_labels, who
         elif fingerprint(member_labels) != fingerprint(labels[split]):
+            n, n_ref = len(member_labels), len(labels[split])
+            how = f"{n} examples vs {n_ref}" if n != n_ref else f"same {n} examples, other labels or order"
             raise EvaluationError(
-                f"{who} was predicted on different {split} data than {owners[split]} "
-                f"(N={len(member_labels)} vs {len(labels[split])}, or other labels or order): "
+                f"{who} was predicted on different {split} data than {owners[split]} ({how}): "
                 "re-train the odd member with the current data, or move it out of the store")
     return np.stack(rows).astype(np.float64)
 
