@@ -1,0 +1,41 @@
+"""A Hydra callback that shows one progress bar for a whole multirun (with the basic launcher)."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+
+
+def count_jobs(config: DictConfig) -> int | None:
+    """Jobs in a basic-sweeper multirun: the product of the sweep lengths of its overrides."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        overrides = list(config.hydra.overrides.task)
+        params = config.hydra.sweeper.get("params") or {}
+        overrides += [f"{k}={v}" for k, v in params.items()]
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        return math.prod(len(list(o.sweep_iterator())) if o.is_sweep_override() else 1 for o in parsed)
+    except Exception:  # a sweeper we cannot count: the bar just has no total
+        return None
+
+
+class SweepProgress(Callback):
+    """``hydra.callbacks.sweep_progress``: members done / members in the sweep."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.bar = tqdm(total=count_jobs(config), desc="sweep", unit="run", position=1, dynamic_ncols=True)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
