@@ -1,6 +1,8 @@
 """`python evaluate.py` as a user runs it: a full report, and one clear line per bad input."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +129,10 @@ def test_wandb_logs_tables_and_figures_offline(tmp_path):
     assert {"summary", "combinations", "diversity", "figure3"} <= media
     record = next(run.glob("run-*.wandb")).read_bytes()
     assert b"evaluate" in record and b"paper/mrpc/tiny" in record  # job type and the experiment's group
+
+
+def test_evaluation_never_imports_a_deep_learning_framework():
+    code = ("import sys, ticket_ensembles.evaluation.report, ticket_ensembles.config; "
+            "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "[]", res.stdout + res.stderr
