@@ -171,3 +171,12 @@ def test_stsb_regression_report(tmp_path):
     summary = pd.read_csv(out / "summary.csv")
     assert set(summary.metric) == {"pearson", "spearmanr"}
     assert "score_correlation" in pd.read_csv(out / "diversity.csv")
+
+
+def test_config_composes_and_rejects_an_unknown_combiner_at_composition(tmp_path):
+    cfg = eval_cfg(tmp_path)
+    assert cfg.ensemble.max_size == 5 and list(cfg.ensemble.groups[1]) == list(range(10, 20))
+    assert cfg.ensemble.combiner.value == "prob_mean" and cfg.ensemble.ece_bins == 15
+    assert list(eval_cfg(tmp_path, "ensemble=freetickets").ensemble.groups) == [[0, 1, 2]]
+    with pytest.raises(Exception, match="combiner"):
+        eval_cfg(tmp_path, "ensemble.combiner=median")
