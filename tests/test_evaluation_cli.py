@@ -87,7 +87,8 @@ def _truncated(folder: Path) -> None:
 BAD_INPUTS = {
     "missing store": (lambda folder: None, ["paths.store_dir=/nonexistent/store"], "no complete members under"),
     "empty store": (lambda folder: None, ["paths.store_dir=${paths.root_dir}/empty"], "no complete members under"),
-    "unknown method": (lambda folder: None, ["ensemble.methods=[random_lt]"], "method 'random_lt' has no complete members"),
+    "unknown method": (lambda folder: None, ["ensemble.methods=[random_lt]"],
+                       "method 'random_lt' has no complete members"),
     "N differs": (_fewer_rows, [], "was predicted on different validation data"),
     "labels differ": (_shuffled_labels, [], "was predicted on different validation data"),
     "NaN logits": (_nan_logits, [], "NaN or inf logits"),

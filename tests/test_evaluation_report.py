@@ -45,7 +45,8 @@ def test_table1_layout_marks_and_published_figures(paper_store):
     md = (out / "table1.md").read_text()
     summary = pd.read_csv(out / "summary.csv")
     lines = md.splitlines()
-    header = "| method | single | ens. (k=3) | diff. | p vs BASELINE | p vs BASE-LT | paper single | paper ens. | paper diff. |"
+    header = ("| method | single | ens. (k=3) | diff. | p vs BASELINE | p vs BASE-LT "
+              "| paper single | paper ens. | paper diff. |")
     at = lines.index(header)
     rows = [line.split(" | ") for line in lines[at + 2:at + 5]]
     assert [r[0] for r in rows] == ["| BASELINE", "| BASE-LT", "| RANDOM-LT"]

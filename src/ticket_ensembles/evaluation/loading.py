@@ -82,8 +82,8 @@ def load_store(store_dir: str | Path, task: TaskSpec, model: str, methods: list[
 def select_methods(found: dict[str, dict[str, Path]], requested: list[str] | None, root: Path) -> list[str]:
     """The methods to evaluate: the requested ones (each must be present), else all found."""
     if not found:
-        raise EvaluationError(f"no complete members under {root}: train some first "
-                              "(python train.py task=... model=... method=... seed=...) or point paths.store_dir at the store")
+        raise EvaluationError(f"no complete members under {root}: train some first (python train.py "
+                              "task=... model=... method=... seed=...) or point paths.store_dir at the store")
     if requested is None:
         return list(found)
     unknown = [m for m in requested if m not in found]

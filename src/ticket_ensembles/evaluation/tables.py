@@ -20,6 +20,9 @@ _DIVERSITY_COLUMNS = [("q_statistic", "Q ↓"), ("ratio_errors", "ratio errors �
                       ("kl", "KL ↑"), ("score_correlation", "score correlation ↓"), ("mask_iou", "mask IoU ↓")]
 
 
+Section = tuple[str, list[str], list[list[str]]]  # (heading, header, rows)
+
+
 @dataclass(frozen=True)
 class TableSetting:
     task: str
@@ -41,14 +44,14 @@ def fmt_p(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _mark(text: str, row: pd.Series, setting: TableSetting, best: bool, latex: bool) -> str:
+def _mark(text: str, row: pd.Series, setting: TableSetting, best: bool, for_latex: bool) -> str:
     flags = [bool(row.get(f"better_than_{m}", False)) for m in setting.compare_to]
     if flags and all(flags) and len(flags) > 1:
-        text = rf"\textbf{{\textit{{{text}}}}}" if latex else f"***{text}***"
+        text = rf"\textbf{{\textit{{{text}}}}}" if for_latex else f"***{text}***"
     elif flags and flags[0]:
-        text = rf"\textit{{{text}}}" if latex else f"*{text}*"
+        text = rf"\textit{{{text}}}" if for_latex else f"*{text}*"
     if best:
-        text = rf"\underline{{{text}}}" if latex else f"<u>{text}</u>"
+        text = rf"\underline{{{text}}}" if for_latex else f"<u>{text}</u>"
     return text
 
 
@@ -64,7 +67,18 @@ def _ens_text(row: pd.Series, setting: TableSetting) -> str:
     return fmt(row.ens_mean) + ("" if row.k == setting.k else f" (k={row.k})")
 
 
-def table1_sections(summary: pd.DataFrame, setting: TableSetting, latex: bool) -> list[tuple[str, list[str], list[list[str]]]]:
+def _table1_row(method: str, row: pd.Series, setting: TableSetting, best: bool, for_latex: bool,
+                published: dict | None) -> list[str]:
+    line = [display_name(method), fmt(row.single_mean), _mark(_ens_text(row, setting), row, setting, best, for_latex),
+            fmt(row["diff"], signed=True)]
+    line += [fmt_p(row.get(f"p_vs_{m}", float("nan"))) for m in setting.compare_to]
+    if published is not None:
+        figures = published.get(method)
+        line += [fmt(figures[0]), fmt(figures[1]), fmt(figures[2], signed=True)] if figures else ["–"] * 3
+    return line
+
+
+def table1_sections(summary: pd.DataFrame, setting: TableSetting, for_latex: bool) -> list[Section]:
     """(title, header, rows) per split and task metric, ens. at k, with marks and the paper's figures."""
     paper = paper_table1(setting.task, setting.model)
     first_split = summary.split.iloc[0] if len(summary) else ""
@@ -77,23 +91,14 @@ def table1_sections(summary: pd.DataFrame, setting: TableSetting, latex: bool) -
             header += [f"p vs {display_name(m)}" for m in setting.compare_to]
             header += ["paper single", "paper ens.", "paper diff."] if with_paper else []
             best = rows.ens_mean.min() if metric in LOWER_IS_BETTER else rows.ens_mean.max()
-            body = []
-            for method, row in rows.iterrows():
-                line = [display_name(method), fmt(row.single_mean),
-                        _mark(_ens_text(row, setting), row, setting, row.ens_mean == best and len(rows) > 1, latex),
-                        fmt(row["diff"], signed=True)]
-                line += [fmt_p(row.get(f"p_vs_{m}", float("nan"))) for m in setting.compare_to]
-                if with_paper:
-                    published = paper[1].get(method)
-                    line += ([fmt(published[0]), fmt(published[1]), fmt(published[2], signed=True)]
-                             if published else ["–"] * 3)
-                body.append(line)
+            body = [_table1_row(method, row, setting, row.ens_mean == best and len(rows) > 1, for_latex,
+                                paper[1] if with_paper else None) for method, row in rows.iterrows()]
             note = f" · published: {paper[0]}" if with_paper else ""
             sections.append((f"{split} · {metric}{note}", header, body))
     return sections
 
 
-def calibration_section(summary: pd.DataFrame, setting: TableSetting) -> list[tuple[str, list[str], list[list[str]]]]:
+def calibration_section(summary: pd.DataFrame, setting: TableSetting) -> list[Section]:
     """NLL / ECE / Brier of single members and of the k-ensemble (classification only)."""
     sections = []
     for split in dict.fromkeys(summary.split):
@@ -108,7 +113,7 @@ def calibration_section(summary: pd.DataFrame, setting: TableSetting) -> list[tu
     return sections
 
 
-def markdown(title: str, sections: list[tuple[str, list[str], list[list[str]]]], notes: list[str]) -> str:
+def markdown(title: str, sections: list[Section], notes: list[str]) -> str:
     out = [f"# {title}", ""]
     for heading, header, body in sections:
         out += [f"## {heading}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -117,7 +122,7 @@ def markdown(title: str, sections: list[tuple[str, list[str], list[list[str]]]],
     return "\n".join(out + notes) + "\n"
 
 
-def latex(title: str, sections: list[tuple[str, list[str], list[list[str]]]]) -> str:
+def latex(title: str, sections: list[Section]) -> str:
     out = [f"% {title}", "% needs \\usepackage{booktabs}"]
     for heading, header, body in sections:
         out += [f"% {heading}", r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
@@ -139,8 +144,9 @@ def table1(summary: pd.DataFrame, setting: TableSetting) -> tuple[str, str]:
              "(Student's t-test over subsets); ***bold-italic***: better than both "
              f"{' and '.join(display_name(m) for m in setting.compare_to)}; <u>underline</u>: best. "
              "Scores in percent; single = mean of the single members."]
-    md = markdown(title, table1_sections(summary, setting, latex=False) + calibration_section(summary, setting), notes)
-    return md, latex(title, table1_sections(summary, setting, latex=True))
+    sections = table1_sections(summary, setting, for_latex=False) + calibration_section(summary, setting)
+    md = markdown(title, sections, notes)
+    return md, latex(title, table1_sections(summary, setting, for_latex=True))
 
 
 def table2(diversity: pd.DataFrame, setting: TableSetting) -> str:
