@@ -22,8 +22,8 @@ from .aggregate import combinations_table, diversity_table, metric_names, summar
 from .combine import check_combiner
 from .errors import EvaluationError
 from .loading import check_sizes, load_store, model_folder, report_missing
-from .paper import display_name, method_order
-from .tables import TableSetting, fmt, fmt_p, table1, table2
+from .paper import display_name
+from .tables import TableSetting, fmt, fmt_p, table1, table2, table_rows
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +127,7 @@ def building_report(final: Path) -> Iterator[Path]:
 
 def headline_rows(report: Report) -> pd.DataFrame:
     """The headline metric of the first split at the table's k: what the console shows."""
-    s = report.summary
-    split = s.split.iloc[0]
-    rows = s[(s.split == split) & (s.metric == report.headline) & (s.k == report.setting.k)]
-    return rows.set_index("method").loc[method_order(list(rows.method))]
+    return table_rows(report.summary, report.summary.split.iloc[0], report.headline, report.setting)
 
 
 def _log_headline(report: Report) -> None:

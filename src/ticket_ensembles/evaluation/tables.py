@@ -55,7 +55,8 @@ def _mark(text: str, row: pd.Series, setting: TableSetting, best: bool, for_late
     return text
 
 
-def _table_rows(summary: pd.DataFrame, split: str, metric: str, setting: TableSetting) -> pd.DataFrame:
+def table_rows(summary: pd.DataFrame, split: str, metric: str, setting: TableSetting) -> pd.DataFrame:
+    """One metric's rows at the table's k, in the paper's method order."""
     rows = summary[(summary.split == split) & (summary.metric == metric)]
     # EDST runs hold M tickets: their row shows k = M when M < the table's k (marked in the cell)
     k_of = rows.groupby("method").k.max().clip(upper=setting.k)
@@ -85,7 +86,7 @@ def table1_sections(summary: pd.DataFrame, setting: TableSetting, for_latex: boo
     sections = []
     for split in dict.fromkeys(summary.split):
         for metric in [m for m in dict.fromkeys(summary.metric) if m not in CALIBRATION]:
-            rows = _table_rows(summary, split, metric, setting)
+            rows = table_rows(summary, split, metric, setting)
             with_paper = paper is not None and split == first_split and metric == summary.metric.iloc[0]
             header = ["method", "single", f"ens. (k={setting.k})", "diff."]
             header += [f"p vs {display_name(m)}" for m in setting.compare_to]
@@ -104,7 +105,7 @@ def calibration_section(summary: pd.DataFrame, setting: TableSetting) -> list[Se
     for split in dict.fromkeys(summary.split):
         if not summary[(summary.split == split) & summary.metric.isin(CALIBRATION)].ens_mean.notna().any():
             continue  # regression, or majority vote (no probabilities)
-        tables = {m: _table_rows(summary, split, m, setting) for m in CALIBRATION}
+        tables = {m: table_rows(summary, split, m, setting) for m in CALIBRATION}
         header = ["method"] + [f"{m} {which}" for m in CALIBRATION for which in ("single", "ens.")]
         body = [[display_name(method)] + [fmt(tables[m].loc[method, col], 4) for m in CALIBRATION
                                           for col in ("single_mean", "ens_mean")]
