@@ -1,0 +1,155 @@
+"""The lottery-ticket methods (METHODS.md 3-5): BASE-LT, ACTIVE-LT and RANDOM-LT.
+
+IMP with rewinding: every round finetunes θ_s ⊙ m, removes the lowest-|w| prune_step share
+of the ORIGINAL prunable count (ranked globally) and rewinds every weight, head included, to
+θ_s; once prune_ratio is reached the member is a final finetune with the mask held fixed.
+ACTIVE-LT and RANDOM-LT add loss += tau * lr_scale * ||θ ⊙ l||_1 in the pruning rounds.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import time
+
+import torch
+from omegaconf import OmegaConf
+
+from .. import pruning, store
+from ..errors import UserError
+from ..masking import MaskedTraining
+from ..ticket_work import RoundWork, chain_predecessors, file_digest, fingerprint
+from ..trainer import resolve_device
+from . import register
+from .base import Method, RunContext
+
+log = logging.getLogger(__name__)
+# settings an active_lt predecessor must share with the member that averages its mask
+_CHAIN_KEYS = ("task", "model", "method")
+
+
+class LotteryTicket(Method):
+    """One ticket member per seed; ``method.regularizer`` picks the L1 coefficient mask."""
+
+    def build(self, ctx: RunContext) -> None:
+        if ctx.cfg.method.regularizer == "active":
+            built = [self._ensure_member(ctx, pred) for pred in chain_predecessors(ctx.seed, ctx.cfg.method.group_size)]
+            if any(built):
+                ctx.started = time.perf_counter()  # this member's wall time excludes its predecessors'
+        build_ticket(ctx)  # run.train holds this member's lock
+
+    def _ensure_member(self, ctx: RunContext, seed: int) -> bool:
+        """Build an earlier chain member that is missing (once, even with parallel runs)."""
+        path = ctx.method_dir / store.member_name(seed)
+        if store.is_complete(path):
+            return False
+        with store.member_lock(path):  # the lock run.train takes for a run of that seed
+            if store.is_complete(path):  # another run built it while we waited
+                return False
+            log.info("active_lt seed %d needs seed %d of its chain first: building it now", ctx.seed, seed)
+            build_ticket(context_for_seed(ctx, seed))
+            return True
+
+
+@register("base_lt")
+class BaseLT(LotteryTicket):
+    """IMP with rewinding, no penalty."""
+
+
+@register("active_lt")
+class ActiveLT(LotteryTicket):
+    """L1 coefficients: the mean final mask of the earlier seeds of the chain."""
+
+
+@register("random_lt")
+class RandomLT(LotteryTicket):
+    """L1 coefficients: a Bernoulli mask drawn from the seed, P(0) = prune_ratio."""
+
+
+def context_for_seed(ctx: RunContext, seed: int) -> RunContext:
+    """The same run settings for another seed (a missing predecessor), counting afresh."""
+    cfg = copy.deepcopy(ctx.cfg)
+    cfg.seed = seed
+    cfg.overwrite = False
+    return dataclasses.replace(ctx, cfg=cfg, started=time.perf_counter(), optimizer_steps=0)
+
+
+def build_ticket(ctx: RunContext) -> None:
+    """Prune θ_s in rounds (resuming after the last completed one), then the final finetune."""
+    mcfg = ctx.cfg.method
+    schedule = pruning.pruning_schedule(mcfg.prune_ratio, mcfg.prune_step)
+    model = ctx.load_model(ctx.seed).to(resolve_device(ctx.cfg.trainer.device))
+    params = pruning.select_prunable(model, list(mcfg.prunable_patterns))
+    theta = pruning.snapshot(model)
+    coefficients, sources = coefficient_mask(ctx, params)
+    work = RoundWork(ctx.method_dir, ctx.seed, fingerprint(ctx.cfg, *sources))
+    done, masks = work.resume(params) or (0, pruning.full_masks(params))
+    if done:
+        log.info("seed %d: resuming after pruning round %d of %d", ctx.seed, done, len(schedule))
+    pruning.rewind(model, theta, masks)
+    rounds = []
+    for r in range(done, len(schedule)):
+        rounds.append(pruning_round(ctx, model, params, masks, coefficients, r + 1))
+        masks = pruning.prune_to_fraction(params, masks, schedule[r])
+        pruning.rewind(model, theta, masks)
+        work.save(r + 1, masks)
+        pruned, total = pruning.count_pruned(masks), pruning.count_total(masks)
+        rounds[-1] |= {"pruned_weights": pruned, "sparsity": pruned / total}
+        log.info("seed %d round %d: %d of %d prunable weights pruned", ctx.seed, r + 1, pruned, total)
+    with MaskedTraining(params, masks) as hooks:  # the mask held fixed, no penalty
+        final = ctx.finetune(model, hooks=hooks, desc=f"seed {ctx.seed} final")
+    write_ticket(ctx, model, masks, rounds, done, final.final_lr)
+    work.clear()
+
+
+def pruning_round(ctx: RunContext, model, params, masks, coefficients, round_no: int) -> dict:
+    """One pruning-round finetune of θ_s ⊙ m (with the L1 penalty, if any); its run facts."""
+    keep = masks if pruning.count_pruned(masks) else None
+    with MaskedTraining(params, keep, coefficients, ctx.cfg.method.l1_tau) as hooks:
+        result = ctx.finetune(model, hooks=hooks, epochs=ctx.cfg.method.epochs_per_round,
+                              desc=f"seed {ctx.seed} round {round_no}")
+    return {"round": round_no, "steps": result.steps, "final_lr": result.final_lr, "mean_loss": result.mean_loss}
+
+
+def coefficient_mask(ctx: RunContext, params: dict[str, torch.Tensor]) -> tuple[pruning.Masks | None, list[str]]:
+    """The L1 coefficient mask l_s (None: no penalty) and digests of what it was made from."""
+    mcfg = ctx.cfg.method
+    if mcfg.regularizer == "random":
+        return pruning.random_coefficients(params, mcfg.prune_ratio, ctx.seed), []
+    if mcfg.regularizer != "active":
+        return None, []
+    paths = [predecessor_mask(ctx, s) for s in chain_predecessors(ctx.seed, mcfg.group_size)]
+    if not paths:
+        return None, []  # the first seed of a chain has no penalty
+    masks = [pruning.load_masks(p, params) for p in paths]
+    return pruning.mean_of_masks(masks, params), [file_digest(p) for p in paths]
+
+
+def predecessor_mask(ctx: RunContext, seed: int):
+    """The final mask of an earlier chain member, refused if it was made with other settings."""
+    folder = ctx.method_dir / store.member_name(seed)
+    if not store.is_complete(folder):
+        raise UserError(f"active_lt seed {ctx.seed} needs {folder} (an earlier member of its chain), which is "
+                        f"missing: build it first (seed={seed})")
+    theirs = OmegaConf.masked_copy(OmegaConf.load(folder / "config.yaml"), list(_CHAIN_KEYS))
+    ours = OmegaConf.masked_copy(ctx.cfg, list(_CHAIN_KEYS))
+    if OmegaConf.to_container(theirs, resolve=True) != OmegaConf.to_container(ours, resolve=True, enum_to_str=True):
+        raise UserError(f"{folder} (seed {seed}, an earlier member of seed {ctx.seed}'s active_lt chain) was built "
+                        f"with other task/model/method settings: rebuild it (seed={seed} overwrite=true) or "
+                        "run with its settings")
+    return folder / "mask.npz"
+
+
+def write_ticket(ctx: RunContext, model, masks: pruning.Masks, rounds: list[dict], resumed_after: int,
+                 final_lr: float) -> None:
+    """The member: predictions, mask.npz, sparsity in metrics.json, round facts in run.json."""
+    report = pruning.sparsity_report(masks)
+    metrics = {"sparsity": report["sparsity"]}
+    metrics |= {f"sparsity/{name}": value for name, value in report["sparsity_per_matrix"].items()}
+    facts = {"prunable_weights": report["prunable_weights"], "pruned_weights": report["pruned_weights"],
+             "rounds": rounds, "resumed_after_round": resumed_after, "final_lr": final_lr,
+             "regularizer": str(getattr(ctx.cfg.method.regularizer, "value", ctx.cfg.method.regularizer))}
+    if facts["regularizer"] == "active":
+        facts["chain_predecessors"] = chain_predecessors(ctx.seed, ctx.cfg.method.group_size)
+    ctx.write_member(model, extra=facts, extra_metrics=metrics,
+                     write_files=lambda folder: pruning.save_masks(folder / "mask.npz", masks))

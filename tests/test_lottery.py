@@ -1,0 +1,201 @@
+"""base_lt / active_lt / random_lt end to end: real MiniLM cut to one layer, 32 real MRPC rows."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY, compose_cfg, run_script
+from ticket_ensembles import maskio, pruning, store
+from ticket_ensembles.errors import UserError
+from ticket_ensembles.methods.base import RunContext
+from ticket_ensembles.models import load_model
+from ticket_ensembles.run import train
+from ticket_ensembles.tasks import get_task
+
+# two steps per finetune; AdamW weight decay on, so decoupled decay must not revive pruned weights
+LT = [*TINY, "data.max_train_samples=32", "trainer.weight_decay=0.01", "method.epochs_per_round=1"]
+ONE_STEP = ["trainer.epochs=0.5", "method.epochs_per_round=0.5"]  # where the schedule is not under test
+
+
+def lt_cfg(glue_dir, root, method, seed, *extra):
+    return compose_cfg("train", [*LT, f"data.glue_dir={glue_dir}", f"paths.root_dir={root}",
+                                 f"method={method}", f"seed={seed}", *extra])
+
+
+def method_dir(root, method):
+    return root / "store" / "mrpc" / "minilm_l6_L1" / method
+
+
+class Spy:
+    """Records every finetune a method runs (and, if asked, the weights it starts from)."""
+
+    def __init__(self, monkeypatch, keep_weights=False):
+        self.calls, self.written = [], {}
+        finetune, write_member = RunContext.finetune, RunContext.write_member
+
+        def spy_finetune(ctx, model, **kw):
+            entry = pruning.snapshot(model) if keep_weights else None
+            result = finetune(ctx, model, **kw)
+            hooks = kw["hooks"]
+            self.calls.append({"seed": ctx.seed, "desc": kw["desc"], "entry": entry, "masks": hooks.masks,
+                               "coef": hooks.coefficients, "result": result})
+            return result
+
+        def spy_write(ctx, model, **kw):
+            self.written[ctx.seed] = pruning.snapshot(model) if keep_weights else None
+            return write_member(ctx, model, **kw)
+
+        monkeypatch.setattr(RunContext, "finetune", spy_finetune)
+        monkeypatch.setattr(RunContext, "write_member", spy_write)
+
+    def of(self, seed):
+        return [c for c in self.calls if c["seed"] == seed]
+
+
+@pytest.fixture(scope="module")
+def base_run(glue_dir, tmp_path_factory):
+    """One base_lt member built with every finetune's starting weights recorded."""
+    root = tmp_path_factory.mktemp("base_lt")
+    with pytest.MonkeyPatch.context() as mp:
+        spy = Spy(mp, keep_weights=True)
+        cfg = lt_cfg(glue_dir, root, "base_lt", 0)
+        [member] = train(cfg)
+    return cfg, member, spy
+
+
+def test_each_round_prunes_ten_percent_of_the_original_count(base_run):
+    cfg, member, _ = base_run
+    facts = json.loads((member / "run.json").read_text())
+    total = facts["prunable_weights"]
+    assert [r["pruned_weights"] for r in facts["rounds"]] == [round(f * total) for f in (0.1, 0.2, 0.3)]
+    masks = maskio.load_mask(member / "mask.npz")
+    assert sum(int((~m).sum()) for m in masks.values()) == round(0.3 * total)
+
+
+def test_every_finetune_starts_from_theta_s_times_the_current_mask(base_run):
+    cfg, _, spy = base_run
+    theta = pruning.snapshot(load_model(cfg.model, get_task("mrpc"), 0))
+    calls = spy.of(0)
+    assert [c["desc"] for c in calls] == ["seed 0 round 1", "seed 0 round 2", "seed 0 round 3", "seed 0 final"]
+    assert calls[0]["masks"] is None  # nothing pruned yet
+    for call in calls:
+        masks = call["masks"] or {}
+        for name, value in theta.items():  # the task head too: every weight is rewound
+            expected = value * masks[name] if name in masks else value
+            assert torch.equal(call["entry"][name], expected), (call["desc"], name)
+
+
+def test_masks_grow_only_and_cover_prunable_matrices_only(base_run):
+    _, member, spy = base_run
+    after1, after2, final = (c["masks"] for c in spy.of(0)[1:])
+    prunable = set(pruning.select_prunable(load_model(base_run[0].model, get_task("mrpc"), 0)))
+    assert set(final) == prunable
+    for earlier, later in [(after1, after2), (after2, final)]:  # pruned weights never regrow
+        assert all(torch.equal(earlier[n] & later[n], later[n]) for n in final)
+    assert pruning.masks_equal(final, {k: torch.from_numpy(v) for k, v in maskio.load_mask(member / "mask.npz").items()})
+
+
+def test_pruned_weights_are_exactly_zero_after_the_final_finetune(base_run):
+    cfg, _, spy = base_run
+    final_masks, weights = spy.of(0)[-1]["masks"], spy.written[0]
+    theta = pruning.snapshot(load_model(cfg.model, get_task("mrpc"), 0))
+    for name, mask in final_masks.items():
+        assert torch.count_nonzero(weights[name][~mask]) == 0
+        assert torch.count_nonzero(weights[name][mask]) == mask.sum()  # survivors were not pruned
+    for name in set(theta) - set(final_masks):  # non-prunable tensors gain no zeros
+        assert torch.count_nonzero(weights[name]) >= torch.count_nonzero(theta[name]) - 1, name
+
+
+def test_lr_reaches_zero_at_the_end_of_every_round(base_run):
+    _, member, spy = base_run
+    for call in spy.of(0):
+        trace = call["result"].lr_trace
+        assert trace[-1] == 0.0 and all(a > b for a, b in zip(trace, trace[1:]))
+    facts = json.loads((member / "run.json").read_text())
+    assert [r["final_lr"] for r in facts["rounds"]] == [0.0] * 3 and facts["final_lr"] == 0.0
+
+
+def test_ticket_member_is_a_valid_store_member(base_run):
+    _, member, _ = base_run
+    assert store.is_complete(member)
+    assert list(store.list_members(member.parents[3], "mrpc", "minilm_l6_L1")["base_lt"]) == ["seed_0"]
+    logits, labels = store.read_predictions(member / "predictions.npz")
+    assert logits.shape == (len(labels), 2)
+    metrics = json.loads((member / "metrics.json").read_text())
+    assert metrics["sparsity"] == pytest.approx(0.3, abs=1e-6) and "accuracy" in metrics
+    per_matrix = {k: v for k, v in metrics.items() if k.startswith("sparsity/")}
+    assert len(per_matrix) == 7 and len(set(per_matrix.values())) > 1  # global ranking, not per layer
+    assert not (member.parent / ".work" / "seed_0").exists()  # round masks go once complete
+
+
+def test_random_lt_penalises_a_seeded_bernoulli_mask_in_the_rounds_only(glue_dir, tmp_path, monkeypatch):
+    spy = Spy(monkeypatch)
+    for seed in (0, 1):
+        train(lt_cfg(glue_dir, tmp_path, "random_lt", seed, *ONE_STEP))
+    coefs = []
+    for seed in (0, 1):
+        calls = spy.of(seed)
+        assert calls[-1]["coef"] is None  # the final finetune has no penalty
+        coef = calls[0]["coef"]
+        assert all(c["coef"] is coef for c in calls[:3])
+        zeros = sum(int((v == 0).sum()) for v in coef.values()) / pruning.count_total(coef)
+        assert zeros == pytest.approx(0.3, abs=0.005)
+        coefs.append(coef)
+    assert not pruning.masks_equal(coefs[0], coefs[1])
+    masks = [maskio.load_mask(method_dir(tmp_path, "random_lt") / f"seed_{s}" / "mask.npz") for s in (0, 1)]
+    assert maskio.mask_iou(*masks) < 1.0
+
+
+def test_active_lt_builds_missing_predecessors_and_averages_their_masks(glue_dir, tmp_path, monkeypatch):
+    spy = Spy(monkeypatch)
+    group = ["method.group_size=3", *ONE_STEP]  # chains 0-2, 3-5, ...
+    [member] = train(lt_cfg(glue_dir, tmp_path, "active_lt", 5, *group))  # seeds 3 and 4 are missing
+    mdir = member.parent
+    assert sorted(store.list_members(tmp_path / "store", "mrpc", "minilm_l6_L1")["active_lt"]) == \
+        ["seed_3", "seed_4", "seed_5"]  # the other group's seeds are not its chain
+    assert [c["seed"] for c in spy.calls] == [3] * 4 + [4] * 4 + [5] * 4  # built in chain order
+    m3, m4 = (maskio.load_mask(mdir / f"seed_{s}" / "mask.npz") for s in (3, 4))
+    assert spy.of(3)[0]["coef"] is None  # the first seed of a chain has no penalty
+    for name, coef in spy.of(4)[0]["coef"].items():
+        assert np.array_equal(coef.numpy(), m3[name].astype(np.float32))
+    for name, coef in spy.of(5)[0]["coef"].items():
+        np.testing.assert_allclose(coef.numpy(), (m3[name].astype(np.float32) + m4[name]) / 2)
+    assert json.loads((member / "run.json").read_text())["chain_predecessors"] == [3, 4]
+    with pytest.raises(UserError, match=r"seed_3 \(seed 3, an earlier member"):
+        train(lt_cfg(glue_dir, tmp_path, "active_lt", 4, *group, "method.l1_tau=0.5", "overwrite=true"))
+
+
+def test_an_interrupted_member_resumes_after_its_last_round(glue_dir, tmp_path, monkeypatch, base_run):
+    finetune = RunContext.finetune
+
+    def crash_in_round_2(ctx, model, **kw):
+        if kw["desc"].endswith("round 2"):
+            raise KeyboardInterrupt
+        return finetune(ctx, model, **kw)
+
+    monkeypatch.setattr(RunContext, "finetune", crash_in_round_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(lt_cfg(glue_dir, tmp_path, "base_lt", 0))
+    work = method_dir(tmp_path, "base_lt") / ".work" / "seed_0"
+    assert sorted(p.name for p in work.glob("round_*.npz")) == ["round_1.npz"]
+    monkeypatch.setattr(RunContext, "finetune", finetune)
+    spy = Spy(monkeypatch)
+    [member] = train(lt_cfg(glue_dir, tmp_path, "base_lt", 0))
+    assert [c["desc"] for c in spy.calls] == ["seed 0 round 2", "seed 0 round 3", "seed 0 final"]
+    assert json.loads((member / "run.json").read_text())["resumed_after_round"] == 1
+    uninterrupted = base_run[1] / "mask.npz"  # same settings, same seed: the same ticket
+    assert maskio.mask_iou(maskio.load_mask(member / "mask.npz"), maskio.load_mask(uninterrupted)) == 1.0
+
+
+@pytest.mark.slow
+def test_cli_multirun_builds_active_lt_chains_per_group(glue_dir, tmp_path):
+    args = [*LT, f"data.glue_dir={glue_dir}", f"paths.root_dir={tmp_path}", "method=active_lt",
+            "method.group_size=2", "seed=range(3)", *ONE_STEP]
+    done = run_script("train.py", "-m", *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    mdir = method_dir(tmp_path, "active_lt")
+    chains = [json.loads((mdir / f"seed_{s}" / "run.json").read_text())["chain_predecessors"] for s in range(3)]
+    assert chains == [[], [0], []]  # seed 2 starts the second group's chain
