@@ -58,11 +58,6 @@ def load_model(model_cfg, task: TaskSpec, seed: int) -> torch.nn.Module:
         hf_logging.set_verbosity(verbosity)
 
 
-def store_model_name(model_cfg) -> str:
-    """The store folder of a model: its name, plus ``_L<n>`` when truncated to n layers."""
-    return model_cfg.name if model_cfg.num_layers is None else f"{model_cfg.name}_L{model_cfg.num_layers}"
-
-
 def _load_error(model_cfg, e: Exception) -> UserError:
     return UserError(
         f"could not load model {model_cfg.pretrained!r} ({type(e).__name__}): connect to the Hugging Face hub "

@@ -13,7 +13,7 @@ from .data import TaskData, load_text_task
 from .errors import UserError
 from .loggers import RunLogger, init_wandb
 from .methods import RunContext, get_method
-from .models import load_model, load_tokenizer, store_model_name
+from .models import load_model, load_tokenizer
 from .tasks import TaskSpec, get_task
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ def train(cfg: DictConfig) -> list[Path]:
     """Build the members of ``cfg.method`` for ``cfg.seed`` into the store; skip complete ones."""
     task = get_task(cfg.task.name)
     method = get_method(cfg.method.name)(cfg)
-    mdir = store.method_dir(cfg.paths.store_dir, task.name, store_model_name(cfg.model), method.store_name)
+    mdir = store.method_dir(cfg.paths.store_dir, task.name, store.model_folder(cfg.model), method.store_name)
     members = [mdir / store.member_name(s, t) for s, t in method.member_keys()]
     if _all_complete(cfg, members):
         return members
@@ -33,6 +33,7 @@ def train(cfg: DictConfig) -> list[Path]:
             return members
         if cfg.trainer.num_threads:
             torch.set_num_threads(int(cfg.trainer.num_threads))
+        log.info("torch threads: %d", torch.get_num_threads())  # parallel launchers: cores / workers
         data, load = _task_data_and_model_loader(cfg, task)
         with RunLogger(_wandb_run(cfg, task, method.store_name)) as logger:
             ctx = RunContext(cfg=cfg, task=task, data=data, logger=logger, load_model=load, method_dir=mdir)
@@ -59,7 +60,7 @@ def _task_data_and_model_loader(cfg: DictConfig, task: TaskSpec) -> tuple[TaskDa
 
 
 def _wandb_run(cfg: DictConfig, task: TaskSpec, method_name: str):
-    group = f"{cfg.experiment_name}/{task.name}/{store_model_name(cfg.model)}/{method_name}"
+    group = f"{cfg.experiment_name}/{task.name}/{store.model_folder(cfg.model)}/{method_name}"
     return init_wandb(cfg.logger, job_type="train", group=group, name=f"seed_{cfg.seed}",
                       config=OmegaConf.to_container(cfg, resolve=True), dir=cfg.paths.log_dir)
 

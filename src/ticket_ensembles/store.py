@@ -52,6 +52,12 @@ def parse_member_name(name: str) -> tuple[int, int | None] | None:
     return int(m.group(1)), (int(m.group(2)) if m.group(2) is not None else None)
 
 
+def model_folder(model_cfg) -> str:
+    """A model's store folder: its name, plus ``_L<n>`` when truncated to n layers."""
+    layers = getattr(model_cfg, "num_layers", None)
+    return model_cfg.name if layers is None else f"{model_cfg.name}_L{layers}"
+
+
 def method_dir(store_dir: str | Path, task: str, model: str, method: str) -> Path:
     return Path(store_dir) / safe_name(task, "task") / safe_name(model, "model") / safe_name(method, "method")
 

@@ -53,12 +53,6 @@ class StoreData:
     methods: dict[str, MethodData]
 
 
-def model_folder(model_cfg) -> str:
-    """The model's store folder: the same rule as models.store_model_name, without importing torch."""
-    layers = getattr(model_cfg, "num_layers", None)
-    return model_cfg.name if layers is None else f"{model_cfg.name}_L{layers}"
-
-
 def load_store(store_dir: str | Path, task: TaskSpec, model: str, methods: list[str] | None,
                seed_groups: list[list[int]]) -> StoreData:
     """Read every requested method's members, check they agree on the data, and group them."""

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import store
 from ..tasks import get_task
 from .aggregate import combinations_table, diversity_table, metric_names, summary_table
 from .combine import check_combiner
 from .errors import EvaluationError
-from .loading import check_sizes, load_store, model_folder, report_missing
+from .loading import check_sizes, load_store, report_missing
 from .paper import display_name
 from .tables import TableSetting, fmt, fmt_p, table1, table2, table_rows
 
@@ -61,7 +62,7 @@ def compute_report(cfg) -> Report:
     except ValueError as e:
         raise EvaluationError(str(e)) from None
     combiner = check_combiner(ens.combiner, task)
-    model = model_folder(cfg.model)
+    model = store.model_folder(cfg.model)
     groups = [list(map(int, g)) for g in ens.groups]
     data = load_store(cfg.paths.store_dir, task, model, list(ens.methods) if ens.methods else None, groups)
     sizes = check_sizes(data, int(ens.max_size))
