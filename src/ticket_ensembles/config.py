@@ -122,6 +122,57 @@ class LotteryConfig(MethodConfig):
     group_size: int = 10  # active_lt chains: seeds [g*size, (g+1)*size) in seed order
 
 
+class FreeTicketsVariant(str, Enum):
+    dst = "dst"  # DST ensemble: one sparse run (one member) per seed
+    edst = "edst"  # EDST ensemble: one run, exploration then num_tickets refinement phases
+
+
+class Growth(str, Enum):
+    rigl = "rigl"  # regrow at the largest |dense gradient| (RigL)
+    random = "random"  # regrow at random (SET)
+
+
+class DeathRateSchedule(str, Enum):
+    constant = "constant"
+    cosine = "cosine"  # decays to 0 over the run
+
+
+class SparseDistribution(str, Enum):
+    erk = "erk"  # Erdős–Rényi-kernel, small layers capped at dense
+    uniform = "uniform"
+
+
+class SparseInit(str, Enum):
+    magnitude = "magnitude"  # keep the largest (pretrained) weights
+    random = "random"
+
+
+@dataclass
+class FreeTicketsConfig(MethodConfig):
+    """FreeTickets (Paper B): dynamic sparse training; values in conf/method/freetickets.yaml."""
+
+    name: str = "freetickets"
+    variant: FreeTicketsVariant = FreeTicketsVariant.dst
+    num_tickets: int = 3  # edst: members (refinement phases) per run
+    density: Optional[float] = None  # share of sparse weights kept; None: image_/text_density
+    image_density: float = 0.2  # the paper's CIFAR setting (80% sparse)
+    text_density: float = 0.7  # GLUE: Paper A's 30% pruning ratio, so tickets are comparable
+    distribution: SparseDistribution = SparseDistribution.erk  # per-layer densities
+    sparse_init: Optional[SparseInit] = None  # None: magnitude if pretrained, else random
+    sparse_patterns: Optional[list[str]] = None  # regexes over parameter names; None: per model kind
+    growth: Growth = Growth.rigl
+    death_rate: float = 0.5  # share of a layer's active weights dropped per update
+    death_rate_schedule: DeathRateSchedule = DeathRateSchedule.cosine
+    large_death_rate: float = 0.8  # edst: the jump that starts every refinement phase
+    update_frequency: int = 100  # optimizer steps between topology updates; 0: fixed
+    exploration_epochs: float = 1.0  # edst
+    refinement_epochs: float = 1.0  # edst, per ticket
+    # edst: trainer overrides per phase, e.g. {lr: 0.01, lr_schedule: multistep}
+    exploration_trainer: dict[str, Any] = field(default_factory=dict)
+    refinement_trainer: dict[str, Any] = field(default_factory=dict)
+    dense_reference_epochs: Optional[float] = None  # FLOPs "one dense model"; None: trainer.epochs
+
+
 @dataclass
 class TrainConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -186,5 +237,6 @@ def register_configs() -> None:
         ("method", "baseline_schema", BaselineConfig),
         ("method", "bagging_schema", BaggingConfig),
         ("method", "lottery_schema", LotteryConfig),
+        ("method", "freetickets_schema", FreeTicketsConfig),
     ]:
         cs.store(group=group, name=name, node=node)

@@ -49,6 +49,14 @@ class UpdateRule:
         return 0.5 * self.death_rate * (1.0 + math.cos(math.pi * progress))
 
 
+def is_update_step(step: int, frequency: int, total_steps: int = 0, phase_end: int = 0) -> bool:
+    """A scheduled topology update falls on every `frequency`-th step, never on or after the
+    end of the run or of the current phase (a member is never saved with just-regrown zeros)."""
+    if frequency <= 0 or step % frequency:
+        return False
+    return all(end <= 0 or step < end for end in (total_steps, phase_end))
+
+
 class SparseEngine:
     """Holds the masks of the sparse weights; use as trainer hooks (``wrap_optimizer``)."""
 
@@ -65,6 +73,7 @@ class SparseEngine:
         self.steps = 0
         self.dense_grad_steps = 0
         self.history: list[dict] = []  # one entry per topology update
+        self.phase_end = 0  # no scheduled update at or after this step (0: none); see below
         self._pending_rate: float | None = None
         self._dense_grads: dict[str, torch.Tensor] = {}
         self._handles = [p.register_hook(self._make_grad_hook(n)) for n, p in self.params.items()]
@@ -103,8 +112,7 @@ class SparseEngine:
     def _due_rate(self, step: int) -> float | None:
         if self._pending_rate is not None:
             return self._pending_rate
-        freq, horizon = self.rule.update_frequency, self.rule.total_steps
-        if freq > 0 and step % freq == 0 and (horizon <= 0 or step < horizon):
+        if is_update_step(step, self.rule.update_frequency, self.rule.total_steps, self.phase_end):
             return self.rule.death_rate_at(step)
         return None
 

@@ -1,0 +1,220 @@
+"""FreeTickets (METHODS.md, Paper B): ensembles of dynamic-sparse-training subnetworks.
+
+``variant=dst``: one sparse run per seed, one member ``seed_<s>`` in ``freetickets_dst``.
+``variant=edst``: one run per seed: an exploration phase, then ``num_tickets`` refinement
+phases that each start with a large prune-and-regrow jump and end with a member
+``seed_<s>_ticket_<t>`` in ``freetickets_edst``. Every member stores its mask (``mask.npz``),
+its FLOPs (``run.json``) and, when ``data.ood`` names a set, ``ood_<name>.npz``.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+from dataclasses import dataclass, field
+
+import torch
+from omegaconf import OmegaConf
+
+from .. import maskio, store
+from ..errors import UserError
+from ..sparse import (SparseEngine, UpdateRule, default_patterns, flops_report, init_masks, layer_densities,
+                      profile_forward, sparse_parameter_names)
+from ..trainer import predict
+from . import register
+from .base import Method, RunContext
+
+log = logging.getLogger(__name__)
+
+
+def _value(x):
+    """The plain value of a config enum (str enums print their class name on Python 3.11)."""
+    return getattr(x, "value", x)
+
+
+@dataclass
+class Phase:
+    """One call of the training loop with the same sparse engine."""
+
+    epochs: float
+    overrides: dict = field(default_factory=dict)  # trainer fields for this phase
+    jump: bool = False  # starts with a large prune-and-regrow (EDST refinement)
+    writes: bool = True  # ends with a member
+    ticket: int | None = None
+    steps: int = 0
+
+
+@register("freetickets")
+class FreeTickets(Method):
+    """DST / EDST ensembles (Liu et al., ICLR 2022) over the one training loop."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.variant = _value(cfg.method.variant)
+        if self.variant == "edst" and int(cfg.method.num_tickets) < 1:
+            raise UserError(f"method.num_tickets={cfg.method.num_tickets}: EDST needs at least 1 ticket")
+
+    @property
+    def store_name(self) -> str:
+        return f"freetickets_{self.variant}"
+
+    def member_keys(self) -> list[tuple[int, int | None]]:
+        seed = int(self.cfg.seed)
+        if self.variant == "dst":
+            return [(seed, None)]
+        return [(seed, t) for t in range(int(self.cfg.method.num_tickets))]
+
+    def phases(self, ctx: RunContext) -> list[Phase]:
+        """DST: one phase of trainer.epochs; EDST: exploration + one refinement per ticket."""
+        m = ctx.cfg.method
+        if self.variant == "dst":
+            phases = [Phase(float(ctx.cfg.trainer.epochs))]
+        else:
+            explore = OmegaConf.to_container(m.exploration_trainer)
+            refine = OmegaConf.to_container(m.refinement_trainer)
+            phases = [Phase(float(m.exploration_epochs), explore, writes=False)]
+            phases += [Phase(float(m.refinement_epochs), refine, jump=True, ticket=t) for t in range(m.num_tickets)]
+        n = len(ctx.data.train)
+        for p in phases:
+            with trainer_overrides(ctx, p.overrides):
+                p.steps = max(1, math.ceil(p.epochs * math.ceil(n / ctx.cfg.trainer.batch_size)))
+        return phases
+
+    def build(self, ctx: RunContext) -> None:
+        if ctx.task.modality == "image" and ctx.cfg.trainer.optimizer == "adamw":
+            log.warning("image task with the GLUE finetuning trainer: the paper's setting is "
+                        "experiment=freetickets_%s (or trainer=image_sgd)", ctx.task.name)
+        ood = _ood_set(ctx)
+        model = ctx.load_model(ctx.seed)
+        phases = self.phases(ctx)
+        engine = build_engine(model, ctx, total_steps=sum(p.steps for p in phases))
+        flops = plan_flops(model, ctx, engine, phases)
+        try:
+            for i, phase in enumerate(phases):
+                engine.phase_end = engine.steps + phase.steps
+                if phase.jump:
+                    engine.schedule_jump(float(ctx.cfg.method.large_death_rate))
+                desc = f"seed {ctx.seed} " + ("dst" if self.variant == "dst" else f"edst phase {i}")
+                with trainer_overrides(ctx, phase.overrides):
+                    ctx.finetune(model, hooks=engine, epochs=phase.epochs, desc=desc)
+                if phase.writes:
+                    write_ticket(ctx, model, engine, phase.ticket, flops, ood)
+        finally:
+            engine.close()
+
+
+@contextlib.contextmanager
+def trainer_overrides(ctx: RunContext, overrides: dict):
+    """Train one phase with some trainer fields changed (e.g. EDST's refinement lr)."""
+    if not overrides:
+        yield
+        return
+    original = copy.deepcopy(ctx.cfg.trainer)  # assignment below updates the node in place
+    try:
+        merged = OmegaConf.merge(original, overrides)
+    except Exception as e:
+        raise UserError(f"method phase trainer overrides {overrides} do not fit the trainer config "
+                        f"({type(e).__name__}): use trainer field names such as lr, lr_schedule") from None
+    ctx.cfg.trainer = merged
+    try:
+        yield
+    finally:
+        ctx.cfg.trainer = original
+
+
+def build_engine(model: torch.nn.Module, ctx: RunContext, total_steps: int) -> SparseEngine:
+    """Masks by ERK/uniform densities from pretrained magnitudes or at random, and the DST rule."""
+    m = ctx.cfg.method
+    pretrained = ctx.cfg.model.kind == "transformer"
+    density = m.density if m.density is not None else (m.text_density if pretrained else m.image_density)
+    init = _value(m.sparse_init) or ("magnitude" if pretrained else "random")
+    try:
+        patterns = list(m.sparse_patterns) if m.sparse_patterns else default_patterns(ctx.cfg.model.kind)
+        params = dict(model.named_parameters())
+        weights = {n: params[n] for n in sparse_parameter_names(model, patterns)}
+        shapes = {n: tuple(w.shape) for n, w in weights.items()}
+        masks = init_masks(weights, layer_densities(_value(m.distribution), shapes, float(density)), init,
+                           torch.Generator().manual_seed(ctx.seed))
+        rule = UpdateRule(float(m.death_rate), _value(m.death_rate_schedule), _value(m.growth),
+                          int(m.update_frequency), total_steps)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    return SparseEngine(model, masks, rule, seed=ctx.seed)
+
+
+def examples_in_steps(n: int, batch_size: int, steps: int) -> int:
+    """Training examples seen in `steps` optimizer steps over a shuffled set of `n` (last batch short)."""
+    full, rest = divmod(steps, math.ceil(n / batch_size))
+    return full * n + min(rest * batch_size, n)
+
+
+def dense_grad_steps(phases: list[Phase], frequency: int) -> list[int]:
+    """Per phase, the topology updates (scheduled + jump) that need a dense gradient (RigL)."""
+    counts, start = [], 0
+    for p in phases:
+        end = start + p.steps
+        scheduled = (end - 1) // frequency - start // frequency if frequency > 0 else 0
+        first_is_scheduled = frequency > 0 and (start + 1) % frequency == 0 and start + 1 < end
+        counts.append(scheduled + int(p.jump and not first_is_scheduled))
+        start = end
+    return counts
+
+
+def plan_flops(model, ctx: RunContext, engine: SparseEngine, phases: list[Phase]) -> dict:
+    """The run's FLOPs from layer shapes, densities and the planned steps (see sparse/flops.py)."""
+    n, trainer = len(ctx.data.train), ctx.cfg.trainer
+    profile = profile_forward(model, _example_batch(ctx, model))
+    run_examples, grad_examples = 0, 0
+    updates = dense_grad_steps(phases, engine.rule.update_frequency)
+    for p, k in zip(phases, updates):
+        with trainer_overrides(ctx, p.overrides):
+            run_examples += examples_in_steps(n, ctx.cfg.trainer.batch_size, p.steps)
+            grad_examples += k * min(n, ctx.cfg.trainer.batch_size) if engine.rule.growth == "rigl" else 0
+    ref_epochs = ctx.cfg.method.dense_reference_epochs or trainer.epochs
+    ref_steps = math.ceil(ref_epochs * math.ceil(n / trainer.batch_size))
+    members = sum(p.writes for p in phases)
+    report = flops_report(profile, engine.layer_densities(), run_examples, grad_examples, members,
+                          examples_in_steps(n, trainer.batch_size, ref_steps))
+    return report | {"planned_dense_grad_steps": sum(updates) if engine.rule.growth == "rigl" else 0}
+
+
+def _example_batch(ctx: RunContext, model) -> dict:
+    """Up to one training batch, collated as in training (text: padded as the trainer pads)."""
+    count = min(len(ctx.data.train), ctx.cfg.trainer.batch_size)
+    collate = ctx.data.collate_fn or torch.utils.data.default_collate
+    batch = collate([ctx.data.train[i] for i in range(count)])
+    device = next(model.parameters()).device
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def _ood_set(ctx: RunContext):
+    if not ctx.cfg.data.get("ood"):
+        return None
+    if ctx.task.modality != "image":
+        raise UserError(f"data.ood={ctx.cfg.data.ood!r} is supported for image tasks only: unset it for {ctx.task.name}")
+    from ..vision import load_ood_set
+
+    return load_ood_set(ctx.task, ctx.cfg)
+
+
+def write_ticket(ctx: RunContext, model, engine: SparseEngine, ticket: int | None, flops: dict, ood) -> None:
+    """One member: predictions, mask.npz, OoD logits, and the sparse run facts in run.json."""
+
+    def files(folder):
+        maskio.save_mask(folder / "mask.npz", engine.masks_numpy())
+        if ood is not None:
+            name, ds = ood
+            logits = predict(model, ds, ctx.cfg.trainer, ctx.data.collate_fn)
+            store.write_predictions(folder, f"ood_{name}.npz", logits, ds["labels"])
+
+    extra = {
+        "variant": _value(ctx.cfg.method.variant),
+        "density": engine.global_density(),
+        "layer_densities": engine.layer_densities(),
+        "sparse_parameters": sum(m.numel() for m in engine.masks.values()),
+        "topology_updates": len(engine.history),
+        "dense_grad_steps": engine.dense_grad_steps,
+        "flops": flops,
+    }
+    ctx.write_member(model, ticket=ticket, extra=extra, write_files=files)

@@ -1,0 +1,153 @@
+"""FreeTickets end to end: DST/EDST members on digits (offline image path) and on real MRPC."""
+from __future__ import annotations
+
+import json
+import re
+from itertools import combinations
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import compose_cfg
+from ticket_ensembles import store
+from ticket_ensembles.errors import UserError
+from ticket_ensembles.evaluation import evaluate
+from ticket_ensembles.maskio import load_mask, mask_iou
+from ticket_ensembles.methods.freetickets import Phase, dense_grad_steps, examples_in_steps, trainer_overrides
+from ticket_ensembles.pruning import DEFAULT_PRUNABLE_PATTERNS
+from ticket_ensembles.run import train
+from ticket_ensembles.vision.ood import ensemble_ood_auroc, ood_auroc
+
+# A CPU-second image run: WRN-10-1 on 128 digits, 4 steps per epoch, topology moves every 2 steps.
+DIGITS = ["experiment=freetickets_digits", "model=wrn10_1", "data.max_train_samples=128",
+          "data.max_eval_samples=96", "trainer.batch_size=32", "trainer.epochs=2", "trainer.progress=false",
+          "method.update_frequency=2", "method.exploration_epochs=1", "method.refinement_epochs=1"]
+
+
+def digits_cfg(root, *overrides):
+    return compose_cfg("train", [*DIGITS, f"paths.root_dir={root}", *overrides])
+
+
+def _facts(path):
+    return json.loads((path / "run.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def edst_store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("edst")
+    members = train(digits_cfg(root, "method.variant=edst", "method.num_tickets=3", "seed=0"))
+    return root, members
+
+
+def test_experiment_configs_hold_the_papers_setting():
+    cfg = compose_cfg("train", ["experiment=freetickets_cifar10"])
+    t, m = cfg.trainer, cfg.method
+    assert (cfg.task.name, cfg.model.depth, cfg.model.width) == ("cifar10", 28, 10)
+    assert (t.optimizer, t.lr, t.momentum, t.weight_decay, t.batch_size, t.epochs) == ("sgd", 0.1, 0.9, 5e-4, 128, 250)
+    assert (m.density, m.exploration_epochs, m.refinement_epochs, m.num_tickets) == (0.2, 150, 100, 3)
+    assert m.exploration_epochs + m.num_tickets * m.refinement_epochs == 450
+    assert compose_cfg("train", ["experiment=freetickets_cifar100"]).task.name == "cifar100"
+
+
+def test_dst_digits_member(tmp_path):
+    [path] = train(digits_cfg(tmp_path, "seed=1"))
+    assert path.parent.name == "freetickets_dst" and path.name == "seed_1" and store.is_complete(path)
+    logits, labels = store.read_predictions(path / "predictions.npz")
+    assert logits.shape == (96, 10) and set(np.unique(labels)) <= set(range(10))
+    facts = _facts(path)
+    assert facts["density"] == pytest.approx(0.2, abs=1e-3)
+    assert facts["topology_updates"] == 3  # steps 2, 4, 6 of 8 (never the last)
+    assert facts["dense_grad_steps"] == facts["flops"]["planned_dense_grad_steps"] == 3
+    fl = facts["flops"]
+    assert 0 < fl["inference_rel_dense"] < 1 and 0 < fl["train_member_rel_dense"] < 1
+    assert fl["run_examples"] == 2 * 128 and fl["members_per_run"] == 1
+    mask = load_mask(path / "mask.npz")
+    assert "conv1.weight" in mask and "fc.weight" in mask and not any("bn" in n for n in mask)
+    assert sum(int(m.sum()) for m in mask.values()) / sum(m.size for m in mask.values()) == pytest.approx(facts["density"])
+    ood_logits, ood_labels = store.read_predictions(path / "ood_photos.npz")
+    assert ood_logits.shape == (96, 10) and np.all(ood_labels == -1)
+
+
+def test_edst_writes_num_tickets_members_with_distinct_masks(edst_store):
+    root, members = edst_store
+    assert [p.name for p in members] == ["seed_0_ticket_0", "seed_0_ticket_1", "seed_0_ticket_2"]
+    assert all(store.is_complete(p) and p.parent.name == "freetickets_edst" for p in members)
+    masks = [load_mask(p / "mask.npz") for p in members]
+    for a, b in combinations(masks, 2):
+        assert mask_iou(a, b) < 0.9  # each refinement starts with moving 80% of the active weights
+    facts = [_facts(p) for p in members]
+    assert [f["ticket"] for f in facts] == [0, 1, 2]
+    assert [f["optimizer_steps"] for f in facts] == [8, 12, 16]  # exploration 4 + 4 per ticket
+    assert all(f["density"] == pytest.approx(facts[0]["density"]) for f in facts)
+    assert facts[-1]["dense_grad_steps"] == facts[-1]["flops"]["planned_dense_grad_steps"]
+    assert facts[0]["flops"]["train_member"] == pytest.approx(facts[0]["flops"]["train_run"] / 3)
+
+
+def test_edst_members_evaluate_with_ood_scores(edst_store):
+    root, members = edst_store
+    cfg = compose_cfg("evaluate", [f"paths.root_dir={root}", "task=digits", "model=wrn10_1",
+                                   "ensemble.max_size=3", "ensemble.groups=[[0]]"])
+    summary = pd.read_csv(evaluate(cfg) / "summary.csv")
+    rows = summary[summary.method == "freetickets_edst"]
+    assert sorted(rows.k.unique()) == [1, 2, 3]
+    in_logits = [store.read_predictions(p / "predictions.npz")[0] for p in members]
+    out_logits = [store.read_predictions(p / "ood_photos.npz")[0] for p in members]
+    scores = ensemble_ood_auroc(in_logits, out_logits)
+    assert set(scores) == {"auroc_msp", "auroc_entropy"} and all(0 <= v <= 100 for v in scores.values())
+
+
+def test_ood_auroc_on_hand_examples():
+    sure = np.array([[0.9, 0.1], [0.8, 0.2]])
+    unsure = np.array([[0.5, 0.5], [0.6, 0.4]])
+    assert ood_auroc(sure, unsure) == {"auroc_msp": 100.0, "auroc_entropy": 100.0}
+    assert ood_auroc(unsure, sure) == {"auroc_msp": 0.0, "auroc_entropy": 0.0}
+
+
+def test_glue_dst_sparse_finetune_from_pretrained(make_cfg):
+    cfg = make_cfg("method=freetickets", "method.update_frequency=2", "seed=0")
+    [path] = train(cfg)
+    assert path.parent.name == "freetickets_dst" and path.parent.parent.name == "minilm_l6_L1"
+    mask = load_mask(path / "mask.npz")
+    assert len(mask) == 7 and all(any(re.search(p, n) for p in DEFAULT_PRUNABLE_PATTERNS) for n in mask)
+    facts = _facts(path)
+    assert facts["density"] == pytest.approx(0.7, abs=1e-3)  # text_density: Paper A's 30% pruning
+    assert facts["topology_updates"] == 1 and facts["flops"]["inference_rel_dense"] < 1
+    logits, _ = store.read_predictions(path / "predictions.npz")
+    assert logits.shape == (64, 2)
+
+
+def test_glue_edst_two_tickets(make_cfg):
+    cfg = make_cfg("method=freetickets", "method.variant=edst", "method.num_tickets=2",
+                   "method.exploration_epochs=1", "method.refinement_epochs=0.5", "method.growth=random", "seed=0")
+    members = train(cfg)
+    assert [p.name for p in members] == ["seed_0_ticket_0", "seed_0_ticket_1"]
+    a, b = (load_mask(p / "mask.npz") for p in members)
+    assert mask_iou(a, b) < 1.0
+    assert _facts(members[1])["dense_grad_steps"] == 0  # SET growth needs no dense gradient
+
+
+def test_phase_accounting_helpers():
+    assert examples_in_steps(100, 32, 4) == 100 and examples_in_steps(100, 32, 6) == 164
+    phases = [Phase(1, steps=10, writes=False), Phase(1, steps=5, jump=True), Phase(1, steps=5, jump=True)]
+    # frequency 5: scheduled at 5 (phase 1); 15 is the end of phase 2 (skipped); jumps at 11 and 16
+    assert dense_grad_steps(phases, 5) == [1, 1, 1]
+    assert dense_grad_steps(phases, 0) == [0, 1, 1]
+    assert dense_grad_steps([Phase(1, steps=7, jump=True)], 1) == [6]  # the jump is step 1's update
+
+
+def test_bad_settings_fail_clearly(tmp_path):
+    with pytest.raises(UserError, match="density"):
+        train(digits_cfg(tmp_path, "method.density=1.5"))
+    with pytest.raises(UserError, match="sparse patterns"):
+        train(digits_cfg(tmp_path, "method.sparse_patterns=[nothing]"))
+    ctx = SimpleNamespace(cfg=digits_cfg(tmp_path))
+    with pytest.raises(UserError, match="trainer field names"):
+        with trainer_overrides(ctx, {"lrr": 1}):
+            pass
+    with trainer_overrides(ctx, {"lr": 0.01}):
+        assert ctx.cfg.trainer.lr == 0.01
+    assert ctx.cfg.trainer.lr == 0.1  # restored after the phase
+    with pytest.raises(Exception, match="variant"):
+        digits_cfg(tmp_path, "method.variant=dense")
