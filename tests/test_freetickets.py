@@ -18,6 +18,7 @@ from ticket_ensembles.maskio import load_mask, mask_iou
 from ticket_ensembles.methods.freetickets import Phase, dense_grad_steps, examples_in_steps, trainer_overrides
 from ticket_ensembles.pruning import DEFAULT_PRUNABLE_PATTERNS
 from ticket_ensembles.run import train
+from ticket_ensembles.sparse.costs import ensemble_cost, member_cost
 from ticket_ensembles.vision.ood import ensemble_ood_auroc, ood_auroc
 
 # A CPU-second image run: WRN-10-1 on 128 digits, 4 steps per epoch, topology moves every 2 steps.
@@ -151,3 +152,15 @@ def test_bad_settings_fail_clearly(tmp_path):
     assert ctx.cfg.trainer.lr == 0.1  # restored after the phase
     with pytest.raises(Exception, match="variant"):
         digits_cfg(tmp_path, "method.variant=dense")
+
+
+def test_ensemble_costs_relative_to_one_dense_model(edst_store, tmp_path):
+    root, members = edst_store
+    run = _facts(members[0])["flops"]["train_run_rel_dense"]
+    cost = ensemble_cost(members)
+    assert cost["train_rel_dense"] == pytest.approx(run)  # three tickets cost their one run
+    assert cost["inference_rel_dense"] == pytest.approx(3 * member_cost(members[0])["inference_rel_dense"])
+    dense = tmp_path / "seed_0"
+    dense.mkdir()
+    (dense / "run.json").write_text(json.dumps({"seed": 0}))
+    assert member_cost(dense) == {"train_rel_dense": 1.0, "inference_rel_dense": 1.0}
