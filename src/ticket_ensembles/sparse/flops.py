@@ -7,7 +7,7 @@ sparse layer costs its density times that. Transformers add the two attention pr
 activations are left out (a few percent at most, identical for sparse and dense).
 Training: backward = 2 x forward (activation grads + weight grads), so a sparse step costs
 3 f_S per example; at a RigL regrowth step the weight gradients of sparse layers are dense,
-which adds (1 - d_l) F_l per example of that batch (RigL, Evci et al. 2020, Appendix H).
+which adds (1 - d_l) F_l per example of that batch (as RigL, Evci et al. 2020, counts it).
 """
 from __future__ import annotations
 
