@@ -7,6 +7,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from ticket_ensembles.cli import run_cli
 from ticket_ensembles.config import register_configs
 from ticket_ensembles.errors import UserError
 from ticket_ensembles.evaluation import evaluate
@@ -24,4 +25,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)  # config errors: one line, exit 2

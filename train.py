@@ -4,6 +4,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from ticket_ensembles.cli import EXIT_STOPPED, EXIT_USER_ERROR, Stopped, run_cli, stop_on_sigterm
 from ticket_ensembles.config import register_configs
 from ticket_ensembles.errors import UserError
 from ticket_ensembles.run import check_environment, train
@@ -15,11 +16,15 @@ register_configs()
 def main(cfg: DictConfig) -> None:
     check_environment()
     try:
-        train(cfg)
+        with stop_on_sigterm():  # SLURM preemption: unwind cleanly; a relaunch continues
+            train(cfg)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_USER_ERROR)
+    except Stopped as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(EXIT_STOPPED)
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)  # config errors: one line, exit 2
