@@ -26,6 +26,7 @@ from .errors import UserError
 COMPLETE_MARKER = "COMPLETE"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 _MEMBER = re.compile(r"^seed_(\d+)(?:_ticket_(\d+))?$")
+_LEFTOVER = re.compile(r"^\.(seed_\d+(?:_ticket_\d+)?)\.(partial|old)-[0-9a-f]+$")  # a killed builder's folders
 
 
 class StoreError(UserError):
@@ -159,9 +160,32 @@ def member_lock(final_dir: str | Path) -> Iterator[None]:
     with open(lock_dir / f"{final_dir.name}.lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
+            tidy_after_crash(final_dir)
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def tidy_after_crash(final_dir: str | Path) -> None:
+    """Clear what a killed builder of this member's seed left behind; call it under member_lock.
+
+    Every builder of a seed's members holds that lock, so a temporary folder seen here is a dead
+    process's. A complete member moved aside by an overwrite that was killed before the new
+    member replaced it is put back (the rerun then overwrites it properly).
+    """
+    final_dir = Path(final_dir)
+    seed = parse_member_name(final_dir.name)
+    if seed is None or not final_dir.parent.is_dir():
+        return
+    for path in sorted(final_dir.parent.iterdir()):
+        m = _LEFTOVER.match(path.name)
+        if not m or parse_member_name(m.group(1))[0] != seed[0]:
+            continue
+        member = path.with_name(m.group(1))
+        if m.group(2) == "old" and is_complete(path) and not member.exists():
+            os.replace(path, member)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _move_into_place(tmp: Path, final_dir: Path, overwrite: bool) -> None:
