@@ -29,7 +29,12 @@ class SweepProgress(Callback):
     def __init__(self) -> None:
         self.bar: Any = None
 
+    def __getstate__(self) -> dict:
+        return {"bar": None}  # joblib/submitit pickle the callbacks into workers; a tqdm bar cannot travel
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not str(config.hydra.launcher.get("_target_", "")).endswith("BasicLauncher"):
+            return  # joblib/submitit run jobs in other processes: this process never sees a job end
         self.bar = tqdm(total=count_jobs(config), desc="sweep", unit="run", position=1, dynamic_ncols=True)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
