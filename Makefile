@@ -27,5 +27,20 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" tests
 
+# Paper artefacts (multirun_sweeps/, README "Reproducing the papers"): sweep, then evaluate.
+# Resumable: run the same target again after a crash. SWEEP_ARGS adds overrides to every
+# training sweep (e.g. SWEEP_ARGS="hydra/launcher=joblib hydra.launcher.n_jobs=2"), EVAL_ARGS
+# to every evaluation. The models come from the hub: SWEEP_HUB_OFFLINE=1 once they are cached.
+SWEEPS := table1 table2 table3 figure3 figure4 sst2_footnote other_tasks
+SWEEP_HUB_OFFLINE ?= 0
+export SWEEP_ARGS EVAL_ARGS CHAIN_SEEDS
+.PHONY: $(SWEEPS) freetickets_cifar10 freetickets_cifar100
+
+$(SWEEPS): install
+	HF_HUB_OFFLINE=$(SWEEP_HUB_OFFLINE) PYTHON=$(PY) bash multirun_sweeps/$@.sh
+
+freetickets_cifar10 freetickets_cifar100: install
+	HF_HUB_OFFLINE=$(SWEEP_HUB_OFFLINE) PYTHON=$(PY) bash multirun_sweeps/freetickets_cifar.sh $(patsubst freetickets_%,%,$@)
+
 clean:
-	rm -rf store logs reports outputs wandb .pytest_cache
+	rm -rf store store_sst2_prune20 logs reports outputs wandb .pytest_cache

@@ -1,0 +1,36 @@
+# Sourced by the sweep scripts: train (a Hydra multirun; complete members are skipped, an
+# interrupted ticket member resumes after its last pruning round), then evaluate.
+#
+# Environment:
+#   SWEEP_ARGS   overrides added to every training sweep, e.g.
+#                "hydra/launcher=joblib hydra.launcher.n_jobs=2" or
+#                "hydra/launcher=submitit_slurm hydra.launcher.partition=gpu"
+#   EVAL_ARGS    overrides added to every evaluate.py run
+#   CHAIN_SEEDS  the last seed of each active_lt chain (default 9,19: groups 0-9 and 10-19)
+#   PYTHON       the interpreter (default .venv/bin/python, else python)
+#   DRY_RUN=1    print the commands instead of running them
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
+fi
+CHAIN_SEEDS="${CHAIN_SEEDS:-9,19}"
+read -r -a SWEEP_EXTRA <<< "${SWEEP_ARGS:-}"
+read -r -a EVAL_EXTRA <<< "${EVAL_ARGS:-}"
+
+run() {
+    echo "+ $*" >&2
+    if [ -z "${DRY_RUN:-}" ]; then "$@"; fi
+}
+
+# train.py -m <overrides>: the script's overrides first, the user's SWEEP_ARGS last (they win)
+sweep() { run "$PYTHON" train.py -m "$@" "${SWEEP_EXTRA[@]}"; }
+
+# active_lt: one job per chain; its run builds the chain's earlier seeds first, in order
+sweep_chains() { sweep "$@" method=active_lt "seed=$CHAIN_SEEDS"; }
+
+# evaluate.py -m <overrides> into reports/<name>/<task>/<model>/
+evaluate() {
+    local name="$1"; shift
+    run "$PYTHON" evaluate.py -m "$@" "paths.report_dir=\${paths.root_dir}/reports/$name" "${EVAL_EXTRA[@]}"
+}
