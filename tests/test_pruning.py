@@ -132,13 +132,28 @@ def test_l1_penalty_is_tau_times_lr_scale_times_weighted_l1(model):
     with MaskedTraining(params, None, coef, tau=1e-3) as hooks:
         penalty = hooks.extra_loss(model, 0.5)
         expected = sum(float((params[k].detach().abs() * coef[k]).sum()) for k in params) * 1e-3 * 0.5
-        assert float(penalty) == pytest.approx(expected, rel=1e-5)
+        assert float(penalty.detach()) == pytest.approx(expected, rel=1e-5)
         penalty.backward()
         k = EXPECTED_PRUNABLE[4]
         torch.testing.assert_close(params[k].grad, 0.5e-3 * torch.sign(params[k].detach()) * coef[k])
         assert hooks.extra_loss(model, 0.0) is None  # the lr schedule ended: so did the penalty
     with MaskedTraining(params, None, coef, tau=0.0) as hooks:
         assert hooks.extra_loss(model, 1.0) is None
+
+
+def test_penalty_gradient_adds_to_the_loss_gradient_step_after_step(model, batch):
+    model.eval()  # no dropout: every backward pass sees the same function
+    params = pruning.select_prunable(model)
+    coef = pruning.random_coefficients(params, 0.3, seed=2)
+    model(**batch).loss.backward()
+    plain = {k: p.grad.clone() for k, p in params.items()}
+    model.zero_grad(set_to_none=True)
+    with MaskedTraining(params, None, coef, tau=1e-3) as hooks:
+        for _ in range(2):  # the penalty reuses its buffers: the second step must be right too
+            (model(**batch).loss + hooks.extra_loss(model, 0.5)).backward()
+            for k, p in params.items():
+                torch.testing.assert_close(p.grad, plain[k] + 0.5e-3 * torch.sign(p.detach()) * coef[k])
+            model.zero_grad(set_to_none=True)
 
 
 def test_random_coefficients_follow_the_seed_with_p_zero_the_ratio(model):

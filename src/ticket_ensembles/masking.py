@@ -51,6 +51,7 @@ class MaskedTraining:
         self._factors: list[torch.Tensor] = []
         self._penalised: list[torch.Tensor] = []
         self._coef_list: list[torch.Tensor] = []
+        self._signed: list[torch.Tensor] = []  # l * sign(theta), reused every step
 
     def __enter__(self) -> "MaskedTraining":
         if self.masks:
@@ -64,12 +65,14 @@ class MaskedTraining:
             names = list(self.coefficients)
             self._penalised = [self.params[n] for n in names]
             self._coef_list = [self.coefficients[n] for n in names]
+            self._signed = [torch.empty_like(p, requires_grad=False) for p in self._penalised]
         return self
 
     def __exit__(self, *exc) -> None:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        self._signed = []
 
     def wrap_optimizer(self, optimizer):
         if not self._factors:
@@ -80,10 +83,32 @@ class MaskedTraining:
         """tau * lr_scale * sum |theta| * l over the penalised weights (None when off)."""
         if not self._penalised or lr_scale <= 0.0:
             return None
-        # coefficients are >= 0, so ||theta * l||_1 == sum |theta| * l (one pass fewer than abs first)
-        weighted = torch._foreach_mul(self._penalised, self._coef_list)
-        l1 = torch.stack(torch._foreach_norm(weighted, 1)).sum()
-        return (self.tau * lr_scale) * l1
+        return WeightedL1.apply(self.tau * lr_scale, self._coef_list, self._signed, *self._penalised)
+
+
+class WeightedL1(torch.autograd.Function):
+    """scale * sum |theta| * l for coefficients l >= 0, with gradient scale * l * sign(theta).
+
+    Autograd through mul and an L1 norm allocates three full-size temporaries every step, and on
+    a CPU fresh memory costs more than the arithmetic. This writes l * sign(theta) into buffers
+    kept across steps and uses them for the value (a dot with theta) and for the gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, scale: float, coefficients: list[torch.Tensor], buffers: list[torch.Tensor],
+                *params: torch.Tensor) -> torch.Tensor:
+        for p, buf in zip(params, buffers):
+            torch.sign(p.detach(), out=buf)
+        torch._foreach_mul_(buffers, coefficients)
+        value = torch.stack([torch.dot(p.reshape(-1), b.reshape(-1)) for p, b in zip(params, buffers)]).sum()
+        ctx.buffers, ctx.scale = buffers, scale
+        return value * scale
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        buffers, ctx.buffers = ctx.buffers, None
+        torch._foreach_mul_(buffers, grad_out * ctx.scale)
+        return (None, None, None, *buffers)
 
 
 def _grad_masker(factor: torch.Tensor):
