@@ -50,6 +50,10 @@ def test_default_patterns_select_encoder_linears_and_pooler_only(model):
     assert list(pruning.select_prunable(model)) == EXPECTED_PRUNABLE
 
 
+def test_config_default_patterns_are_the_library_defaults(make_cfg_module):
+    assert tuple(make_cfg_module("method=base_lt").method.prunable_patterns) == pruning.DEFAULT_PRUNABLE_PATTERNS
+
+
 def test_default_patterns_fit_roberta_naming_and_skip_its_dense_head():
     from transformers import RobertaConfig, RobertaForSequenceClassification
 
