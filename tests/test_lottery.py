@@ -199,3 +199,14 @@ def test_cli_multirun_builds_active_lt_chains_per_group(glue_dir, tmp_path):
     mdir = method_dir(tmp_path, "active_lt")
     chains = [json.loads((mdir / f"seed_{s}" / "run.json").read_text())["chain_predecessors"] for s in range(3)]
     assert chains == [[], [0], []]  # seed 2 starts the second group's chain
+
+
+@pytest.mark.parametrize("override, message", [
+    ("method.prune_step=0.5", "must satisfy 0 < prune_step <= prune_ratio < 1"),
+    ("method.group_size=0", "group_size=0 must be at least 1"),
+    ("method.l1_tau=-1", "l1_tau=-1.0 must be >= 0"),
+])
+def test_bad_pruning_settings_stop_before_anything_loads(glue_dir, tmp_path, override, message):
+    with pytest.raises(UserError, match=message):
+        train(lt_cfg(glue_dir, tmp_path, "active_lt", 0, override))
+    assert not (tmp_path / "store").exists()

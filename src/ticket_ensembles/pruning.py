@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from . import maskio
+from .errors import UserError
 from .store import StoreError
 
 # The encoder's linear weight matrices and the pooler, in BERT and RoBERTa naming
@@ -32,7 +33,7 @@ _NEVER_PRUNED = re.compile(r"(embeddings|layernorm|layer_norm|(^|\.)bias$)", re.
 Masks = dict[str, torch.Tensor]
 
 
-class PruningError(ValueError):
+class PruningError(UserError, ValueError):
     """A pruning setting the user can fix (the message says how)."""
 
 
@@ -71,7 +72,8 @@ def count_pruned(masks: Masks) -> int:
 def pruning_schedule(prune_ratio: float, prune_step: float) -> list[float]:
     """Cumulative pruned fraction after each round: 0.3, 0.1 -> [0.1, 0.2, 0.3]."""
     if not 0.0 < prune_ratio < 1.0 or not 0.0 < prune_step <= prune_ratio:
-        raise PruningError(f"need 0 < method.prune_step ({prune_step}) <= method.prune_ratio ({prune_ratio}) < 1")
+        raise PruningError(f"method.prune_step={prune_step} and method.prune_ratio={prune_ratio} must satisfy "
+                           "0 < prune_step <= prune_ratio < 1: fix them")
     rounds = math.ceil(prune_ratio / prune_step - 1e-9)  # 0.3 / 0.1 == 2.9999999999999996
     return [min((r + 1) * prune_step, prune_ratio) for r in range(rounds)]
 

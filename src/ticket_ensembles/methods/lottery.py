@@ -31,6 +31,13 @@ _CHAIN_KEYS = ("task", "model", "method")
 class LotteryTicket(Method):
     """One ticket member per seed; ``method.regularizer`` picks the L1 coefficient mask."""
 
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        pruning.pruning_schedule(cfg.method.prune_ratio, cfg.method.prune_step)  # bad values fail before loading
+        chain_predecessors(int(cfg.seed), cfg.method.group_size)
+        if cfg.method.l1_tau < 0:
+            raise UserError(f"method.l1_tau={cfg.method.l1_tau} must be >= 0")
+
     def build(self, ctx: RunContext) -> None:
         if ctx.cfg.method.regularizer == "active":
             built = [self._ensure_member(ctx, pred) for pred in chain_predecessors(ctx.seed, ctx.cfg.method.group_size)]
