@@ -94,3 +94,17 @@ def run_cli(main: Callable[[], None]) -> None:
     except config_error_types() as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+    except Exception as e:
+        if type(e).__name__ != "UncompletedJobError":  # submitit: a job of the sweep failed
+            raise
+        print(f"error: {failed_job(str(e))}", file=sys.stderr)
+        sys.exit(1)
+
+
+def failed_job(message: str) -> str:
+    """submitit's report of a failed job -> its last error line and where its logs are."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    last = lines[-1] if lines else "no output"
+    last = last[len("error: "):] if last.startswith("error: ") else last
+    folder = next((os.path.dirname(w) for line in lines for w in line.split() if w.endswith("_result.pkl")), "")
+    return f"a job of the sweep failed: {last} (its logs: {folder or 'the sweep folder'}/)"

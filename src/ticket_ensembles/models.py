@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import torch
 
@@ -52,13 +53,18 @@ def load_model(model_cfg, task: TaskSpec, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)  # the only random weights are the task head's: they come from the seed
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialised head" is expected, not news
-    try:
-        return AutoModelForSequenceClassification.from_pretrained(path, config=config)
+    try:  # safetensors, or torch.load(weights_only=True) for a .bin checkpoint: never arbitrary pickle
+        return AutoModelForSequenceClassification.from_pretrained(path, config=config, weights_only=True)
+    except Exception as e:  # missing or damaged weight files
+        raise _load_error(model_cfg, e) from None
     finally:
         hf_logging.set_verbosity(verbosity)
 
 
 def _load_error(model_cfg, e: Exception) -> UserError:
+    if Path(resolve_pretrained(model_cfg.pretrained)).is_dir():
+        return UserError(f"could not load model {model_cfg.pretrained!r} from its folder ({type(e).__name__}): "
+                         "its files are missing or damaged; re-download them or point model.pretrained elsewhere")
     return UserError(
         f"could not load model {model_cfg.pretrained!r} ({type(e).__name__}): connect to the Hugging Face hub "
         "or its cache, or set model.pretrained to a local folder (offline: model=minilm_l6)"

@@ -1,0 +1,80 @@
+"""Parallel launchers and concurrent workers: no member lost, none built twice, none read half-built."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT, TINY, compose_cfg, run_script
+from evaluation_stores import noisy_logits, write_member
+from ticket_ensembles import store
+from ticket_ensembles.cli import failed_job
+from ticket_ensembles.evaluation import evaluate
+
+SMALL = [*TINY, "data.max_train_samples=32", "trainer.num_threads=1"]
+
+
+@pytest.mark.slow
+def test_submitit_local_sweep_builds_every_member(glue_dir, tmp_path):
+    args = ["-m", "hydra/launcher=submitit_local", *SMALL, f"data.glue_dir={glue_dir}",
+            f"paths.root_dir={tmp_path}", "seed=range(2)"]
+    first = run_script("train.py", *args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    members = store.list_members(tmp_path / "store", "mrpc", "minilm_l6_L1")["baseline"]
+    assert sorted(members) == ["seed_0", "seed_1"]
+    for folder in members.values():
+        logits, labels = store.read_predictions(folder / "predictions.npz")
+        assert logits.shape == (64, 2) and labels.shape == (64,)
+    assert len(list((tmp_path / "logs" / "multiruns").rglob(".submitit/*/*_log.out"))) == 2  # one job each
+
+
+@pytest.mark.slow
+def test_two_workers_on_one_member_build_it_once(glue_dir, tmp_path):
+    cmd = [sys.executable, str(ROOT / "train.py"), *SMALL, f"data.glue_dir={glue_dir}",
+           f"paths.root_dir={tmp_path}", "seed=3"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    wrote = [out for out, _ in outs if "wrote " in out]
+    skipped = [out for out, _ in outs if "skip: " in out]
+    assert len(wrote) == 1 and len(skipped) == 1, outs
+    member = store.member_dir(tmp_path / "store", "mrpc", "minilm_l6_L1", "baseline", 3)
+    assert store.is_complete(member)
+    store.read_predictions(member / "predictions.npz")
+    assert sorted(p.name for p in member.parent.iterdir()) == [".locks", "seed_3"]
+
+
+def test_evaluate_reads_only_complete_members(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 30)
+    root = tmp_path / "store"
+    for seed in (0, 1):
+        write_member(root, "baseline", seed, noisy_logits(rng, labels, 1.0), labels)
+    folder = root / "mrpc" / "tiny" / "baseline"
+    # a killed writer's temporary folder, and a folder that never got its COMPLETE marker
+    partial = folder / ".seed_2.partial-0a1b2c3d"
+    partial.mkdir()
+    store.write_predictions(partial, "predictions.npz", np.zeros((5, 2)), np.zeros(5, int))
+    unfinished = folder / "seed_3"
+    unfinished.mkdir()
+    (unfinished / "predictions.npz").write_bytes(b"PK\x03\x04 truncated")
+    cfg = compose_cfg("evaluate", ["model.name=tiny", f"paths.root_dir={tmp_path}", "ensemble.max_size=2",
+                                   "ensemble.groups=[[0,1,2,3]]"])
+    out = evaluate(cfg)
+    members = pd.read_csv(out / "members.csv")
+    assert members.members.tolist() == ["seed_0 seed_1"] and members.missing_seeds.tolist() == ["2 3"]
+
+
+def test_a_failed_submitit_job_is_reported_in_one_line():
+    message = ("Job 11314 (task: 0) with path /runs/x/.submitit/11314/11314_0_result.pkl\n"
+               "has not produced any output (state: FINISHED)\nError stream produced:\n"
+               "----------------------------------------\n"
+               "error: unknown trainer.lr_schedule 'bogus': use linear, cosine, constant or multistep\n")
+    line = failed_job(message)
+    assert "\n" not in line
+    assert line == ("a job of the sweep failed: unknown trainer.lr_schedule 'bogus': use linear, cosine, constant "
+                    "or multistep (its logs: /runs/x/.submitit/11314/)")
