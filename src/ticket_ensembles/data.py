@@ -69,7 +69,10 @@ def load_glue_dir(task: TaskSpec, glue_dir: Path) -> DatasetDict:
                 f"GLUE file {path} not found: data.glue_dir (GLUE_DIR) must hold the standard layout "
                 f"glue_data/{task.tsv.folder}/{name} (as made by download_glue_data.py)"
             )
-        columns = read_glue_tsv(path, task)
+        try:
+            columns = read_glue_tsv(path, task)
+        except UnicodeDecodeError as e:
+            raise UserError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}): re-download the file") from None
         out[split] = Dataset.from_dict(columns)
     return out
 
@@ -156,6 +159,10 @@ def load_text_task(task: TaskSpec, data_cfg, tokenizer, max_length: int) -> Task
     raw["train"] = limit(raw["train"], data_cfg.max_train_samples)
     for split in task.eval_splits:
         raw[split] = limit(raw[split], data_cfg.max_eval_samples)
+    for split in ("train", *task.eval_splits):
+        if len(raw[split]) == 0:
+            raise UserError(f"{task.name} {split} has no rows (an empty file, or data.max_train_samples / "
+                            "data.max_eval_samples at 0): fix the file or the setting")
     tok = tokenize_glue(raw, task, tokenizer, max_length)
     tok.set_format("torch")
     if task.is_regression:

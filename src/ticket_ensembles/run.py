@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> list[Path]:
     """Build the members of ``cfg.method`` for ``cfg.seed`` into the store; skip complete ones."""
+    if int(cfg.seed) < 0:  # member folders are seed_<n>: a negative seed would be invisible in the store
+        raise UserError(f"seed={cfg.seed} must be 0 or more")
     task = get_task(cfg.task.name)
     method = get_method(cfg.method.name)(cfg)
     mdir = store.method_dir(cfg.paths.store_dir, task.name, store.model_folder(cfg.model), method.store_name)

@@ -156,7 +156,11 @@ def member_lock(final_dir: str | Path) -> Iterator[None]:
     """
     final_dir = Path(final_dir)
     lock_dir = final_dir.parent / ".locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        lock_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # paths.store_dir is a file, or not writable
+        raise StoreError(f"cannot write to the store at {final_dir.parent} ({e.strerror}): "
+                         "paths.store_dir must be a writable folder") from None
     with open(lock_dir / f"{final_dir.name}.lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

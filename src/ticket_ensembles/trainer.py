@@ -33,7 +33,14 @@ class FinetuneResult:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"trainer.device={name!r} is not a device: use auto, cpu, cuda or cuda:<n>") from None
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"trainer.device={name!r} but this machine has {torch.cuda.device_count()} CUDA GPU(s): "
+                        "use trainer.device=auto or cpu")
+    return device
 
 
 def autocast(device: torch.device, precision: str):
@@ -85,9 +92,12 @@ def finetune(model: torch.nn.Module, train_ds, cfg, seed: int, *, collate_fn: Ca
              on_epoch_end: Callable[[int], None] | None = None) -> FinetuneResult:
     """Train ``model`` in place for ``epochs`` (default ``cfg.epochs``) and return run facts."""
     device = resolve_device(cfg.device)
+    epochs = cfg.epochs if epochs is None else epochs
+    if cfg.batch_size < 1 or not epochs > 0:
+        raise UserError(f"trainer.batch_size={cfg.batch_size} and the epochs of this finetune ({epochs}) must be "
+                        "positive: fix trainer.batch_size / trainer.epochs (or the method's epochs)")
     model.to(device).train()
     loader = train_loader(train_ds, cfg, seed, collate_fn)
-    epochs = cfg.epochs if epochs is None else epochs
     total = max(1, math.ceil(epochs * len(loader)))
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, total)

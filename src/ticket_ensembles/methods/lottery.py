@@ -138,7 +138,11 @@ def predecessor_mask(ctx: RunContext, seed: int):
     if not store.is_complete(folder):
         raise UserError(f"active_lt seed {ctx.seed} needs {folder} (an earlier member of its chain), which is "
                         f"missing: build it first (seed={seed})")
-    theirs = OmegaConf.masked_copy(OmegaConf.load(folder / "config.yaml"), list(_CHAIN_KEYS))
+    try:
+        theirs = OmegaConf.masked_copy(OmegaConf.load(folder / "config.yaml"), list(_CHAIN_KEYS))
+    except Exception as e:  # missing or damaged YAML
+        raise UserError(f"{folder / 'config.yaml'} is unreadable ({type(e).__name__}): rebuild that member "
+                        f"(seed={seed} overwrite=true)") from None
     ours = OmegaConf.masked_copy(ctx.cfg, list(_CHAIN_KEYS))
     if OmegaConf.to_container(theirs, resolve=True) != OmegaConf.to_container(ours, resolve=True, enum_to_str=True):
         raise UserError(f"{folder} (seed {seed}, an earlier member of seed {ctx.seed}'s active_lt chain) was built "
