@@ -140,6 +140,7 @@ def test_figure4_target_runs_on_joblib_workers_and_a_rerun_trains_nothing(glue_d
     report = tmp_path / "reports" / "figure4" / "mrpc" / "minilm_l6_L1"
     assert {f"figure4_{m}.png" for m in ("base_lt", "active_lt", "random_lt")} <= {p.name for p in report.iterdir()}
     before = tree_digest(tmp_path / "store")
+    env["SWEEP_ARGS"] = " ".join(tiny[:-2])  # the rerun on the basic launcher: fewer processes to start
     again = subprocess.run(["bash", "multirun_sweeps/figure4.sh"], cwd=ROOT, env=env, capture_output=True,
                            text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
