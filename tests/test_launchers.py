@@ -78,3 +78,37 @@ def test_a_failed_submitit_job_is_reported_in_one_line():
     assert "\n" not in line
     assert line == ("a job of the sweep failed: unknown trainer.lr_schedule 'bogus': use linear, cosine, constant "
                     "or multistep (its logs: /runs/x/.submitit/11314/)")
+
+
+@pytest.mark.filterwarnings("ignore:.*validated against ConfigStore schema")  # on purpose: cli.py says why
+def test_slurm_settings_reach_sbatch(tmp_path, monkeypatch):
+    """conf/hydra/launcher/submitit_slurm.yaml -> the sbatch script submitit would submit."""
+    import os
+
+    import submitit
+    from hydra import compose, initialize_config_dir
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+    from omegaconf import OmegaConf
+
+    from conftest import CONF
+
+    (tmp_path / "srun").write_text("#!/bin/sh\n")  # submitit only checks that srun exists
+    (tmp_path / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu",
+                                          "hydra.launcher.timeout_min=90", "hydra.launcher.account=lab"],
+                      return_hydra_config=True)
+    params = OmegaConf.to_container(cfg.hydra.launcher)
+    assert params.pop("_target_").endswith("SlurmLauncher")
+    # what the plugin's launch() does with them
+    executor = submitit.AutoExecutor(folder=tmp_path / "jobs", cluster="slurm",
+                                     slurm_max_num_timeout=params.pop("max_num_timeout"))
+    params.pop("submitit_folder")
+    base = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()} | {"name": "t"})
+    sbatch = executor._executor._make_submission_file_text("python -u job.py", "uid")
+    for flag in ["--partition=gpu", "--time=90", "--gpus-per-node=1", "--cpus-per-task=8", "--mem=32GB",
+                 "--signal=USR2@120", "--account=lab"]:
+        assert f"#SBATCH {flag}" in sbatch, sbatch
+    assert executor._executor.max_num_timeout == 20  # requeues on timeout / preemption

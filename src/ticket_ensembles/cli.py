@@ -95,10 +95,14 @@ def run_cli(main: Callable[[], None]) -> None:
         print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except Exception as e:
-        if type(e).__name__ != "UncompletedJobError":  # submitit: a job of the sweep failed
-            raise
-        print(f"error: {failed_job(str(e))}", file=sys.stderr)
-        sys.exit(1)
+        if type(e).__name__ == "UncompletedJobError":  # submitit: a job of the sweep failed
+            print(f"error: {failed_job(str(e))}", file=sys.stderr)
+            sys.exit(1)
+        if 'Could not detect "srun"' in str(e):  # submitit_slurm off a cluster
+            print("error: hydra/launcher=submitit_slurm needs a SLURM cluster (no srun here): use "
+                  "hydra/launcher=submitit_local or joblib on this machine", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
+        raise
 
 
 def failed_job(message: str) -> str:
