@@ -91,7 +91,9 @@ def test_slurm_settings_reach_sbatch(tmp_path, monkeypatch):
     from omegaconf import OmegaConf
 
     from conftest import CONF
+    from ticket_ensembles.config import register_configs
 
+    register_configs()
     (tmp_path / "srun").write_text("#!/bin/sh\n")  # submitit only checks that srun exists
     (tmp_path / "srun").chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
