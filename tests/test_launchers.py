@@ -80,7 +80,7 @@ def test_a_failed_submitit_job_is_reported_in_one_line():
                     "or multistep (its logs: /runs/x/.submitit/11314/)")
 
 
-@pytest.mark.filterwarnings("ignore:.*validated against ConfigStore schema")  # on purpose: cli.py says why
+@pytest.mark.filterwarnings("ignore:(?s).*validated against ConfigStore schema")  # on purpose: cli.py says why
 def test_slurm_settings_reach_sbatch(tmp_path, monkeypatch):
     """conf/hydra/launcher/submitit_slurm.yaml -> the sbatch script submitit would submit."""
     import os
