@@ -11,8 +11,8 @@ from ticket_ensembles.maskio import save_mask
 
 def write_member(store_dir: Path, method: str, seed: int, logits, labels, *, task: str = "mrpc",
                  model: str = "tiny", ticket: int | None = None, extra: dict | None = None,
-                 mask: dict | None = None) -> Path:
-    """One complete member; ``extra`` maps further prediction files to (logits, labels)."""
+                 mask: dict | None = None, run: dict | None = None) -> Path:
+    """One complete member; ``extra`` maps further prediction files to (logits, labels); ``run`` is run.json."""
     final = store.member_dir(store_dir, task, model, method, seed, ticket)
     with store.building_member(final) as tmp:
         store.write_predictions(tmp, "predictions.npz", logits, labels)
@@ -20,6 +20,8 @@ def write_member(store_dir: Path, method: str, seed: int, logits, labels, *, tas
             store.write_predictions(tmp, filename, more_logits, more_labels)
         if mask is not None:
             save_mask(tmp / "mask.npz", mask)
+        if run is not None:
+            store.write_json(tmp / "run.json", run)
     return final
 
 

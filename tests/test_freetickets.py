@@ -14,12 +14,13 @@ from conftest import compose_cfg
 from ticket_ensembles import store
 from ticket_ensembles.errors import UserError
 from ticket_ensembles.evaluation import evaluate
+from ticket_ensembles.evaluation.costs import ensemble_cost, member_cost
+from ticket_ensembles.evaluation.ood import ensemble_ood_auroc, ood_auroc
 from ticket_ensembles.maskio import load_mask, mask_iou
-from ticket_ensembles.methods.freetickets import Phase, dense_grad_steps, examples_in_steps, trainer_overrides
+from ticket_ensembles.methods.freetickets import Phase, dense_grad_steps, trainer_overrides
 from ticket_ensembles.pruning import DEFAULT_PRUNABLE_PATTERNS
 from ticket_ensembles.run import train
-from ticket_ensembles.sparse.costs import ensemble_cost, member_cost
-from ticket_ensembles.vision.ood import ensemble_ood_auroc, ood_auroc
+from ticket_ensembles.sparse.flops import examples_in_steps
 
 # A CPU-second image run: WRN-10-1 on 128 digits, 4 steps per epoch, topology moves every 2 steps.
 DIGITS = ["experiment=freetickets_digits", "model=wrn10_1", "data.max_train_samples=128",

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import store
 from ..tasks import TaskSpec, predictions_filename
+from .costs import COST_COLUMNS, member_cost
 from .errors import EvaluationError
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,9 @@ class MethodData:
     outputs: dict[str, np.ndarray]  # split -> logits [M, N, C] (regression: scores [M, N])
     groups: list[Group] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # members in no group
+    # [M, 2]: training and inference FLOPs relative to one dense model (COST_COLUMNS; costs.py)
+    costs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    ood: dict[str, np.ndarray] = field(default_factory=dict)  # OoD set -> logits [M, N_ood, C]
 
     @property
     def per_run_tickets(self) -> bool:
@@ -69,6 +73,9 @@ def load_store(store_dir: str | Path, task: TaskSpec, model: str, methods: list[
                    for split in task.eval_splits}
         method = MethodData(name, names, folders, outputs)
         method.groups, method.ignored = assign_groups(method, seed_groups)
+        costs = [member_cost(f) for f in folders]
+        method.costs = np.array([[c["train_rel_dense"], c["inference_rel_dense"]] for c in costs])
+        method.ood = {} if task.is_regression else load_ood(task, name, names, folders)
         data[name] = method
     return StoreData(task, model, root, labels, data)
 
@@ -113,6 +120,25 @@ def _stack_split(task: TaskSpec, split: str, method: str, names: list[str], fold
     return np.stack(rows).astype(np.float64)
 
 
+def load_ood(task: TaskSpec, method: str, names: list[str], folders: list[Path]) -> dict[str, np.ndarray]:
+    """Logits [M, N_ood, C] of every OoD set that all of a method's members scored (ood_<set>.npz)."""
+    found = [{p.name[len("ood_"):-len(".npz")] for p in folder.glob("ood_*.npz")} for folder in folders]
+    shared = set.intersection(*found) if found else set()
+    partial = sorted(set.union(*found) - shared) if found else []
+    if partial:
+        log.warning("%s: OoD sets %s are missing from some members, so not scored", method, ", ".join(partial))
+    out = {}
+    for ood in sorted(shared):
+        rows = [_check_shape(task, store.read_predictions(f / f"ood_{ood}.npz")[0], f / f"ood_{ood}.npz")
+                for f in folders]
+        if len({len(r) for r in rows}) > 1:
+            sizes = ", ".join(f"{n}: {len(r)}" for n, r in zip(names, rows))
+            raise EvaluationError(f"members of {method} scored OoD set {ood!r} on different numbers of examples "
+                                  f"({sizes}): re-train the odd members with the current data.ood")
+        out[ood] = np.stack(rows).astype(np.float64)
+    return out
+
+
 def _check_shape(task: TaskSpec, logits: np.ndarray, path: Path) -> np.ndarray:
     if task.is_regression and logits.ndim == 2 and logits.shape[1] == 1:
         logits = logits[:, 0]
@@ -145,6 +171,12 @@ def assign_groups(method: MethodData, seed_groups: list[list[int]]) -> tuple[lis
         raise EvaluationError(f"none of method {method.name}'s seeds ({_span(seeds)}) is in ensemble.groups "
                               f"({seed_groups}): set ensemble.groups to the seeds you trained")
     return groups, ignored
+
+
+def _group_cost(method: MethodData, group: Group) -> dict[str, float]:
+    """FLOPs of all a group's members (an EDST group is one run), relative to one dense model."""
+    costs = method.costs[list(group.members)]
+    return {col: float(costs[:, i].sum()) if len(costs) else float("nan") for i, col in enumerate(COST_COLUMNS)}
 
 
 def _span(seeds: list[int]) -> str:
@@ -183,7 +215,7 @@ def report_missing(data: StoreData) -> list[dict]:
                 log.warning("%s %s: missing seeds %s", method.name, g.name, _span(list(g.missing)))
             rows.append({"method": method.name, "group": g.name, "n_members": len(g.members),
                          "members": " ".join(method.members[i] for i in g.members),
-                         "missing_seeds": " ".join(map(str, g.missing))})
+                         "missing_seeds": " ".join(map(str, g.missing)), **_group_cost(method, g)})
         if method.ignored:
             log.warning("%s: members in no ensemble group, not evaluated: %s", method.name, " ".join(method.ignored))
             rows.append({"method": method.name, "group": "(none)", "n_members": len(method.ignored),

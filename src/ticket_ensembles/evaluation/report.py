@@ -19,7 +19,7 @@ import pandas as pd
 
 from .. import store
 from ..tasks import get_task
-from .aggregate import combinations_table, diversity_table, metric_names, summary_table
+from .aggregate import combinations_table, diversity_table, metric_names, ood_table, summary_table
 from .combine import check_combiner
 from .errors import EvaluationError
 from .loading import check_sizes, load_store, report_missing
@@ -38,6 +38,7 @@ class Report:
     combinations: pd.DataFrame
     summary: pd.DataFrame
     diversity: pd.DataFrame
+    ood: pd.DataFrame  # empty when no member scored an OoD set
     ious: dict
     headline: str
     baseline: str | None
@@ -72,9 +73,10 @@ def compute_report(cfg) -> Report:
     compare_to = tuple(m for m in dict.fromkeys([ens.baseline, ens.reference]) if m in data.methods)
     summary = summary_table(combos, metric_names(data), list(compare_to), float(ens.alpha))
     diversity, ious = diversity_table(data, int(ens.iou_members))
+    ood = ood_table(data, sizes, combiner, int(ens.chunk_elements))
     setting = TableSetting(task.name, model, k, combiner, compare_to)
     baseline = ens.baseline if ens.baseline in data.methods else None
-    return Report(setting, members, combos, summary, diversity, ious, task.main_metric, baseline)
+    return Report(setting, members, combos, summary, diversity, ood, ious, task.main_metric, baseline)
 
 
 def _table_size(table_size: int | None, max_size: int) -> int:
@@ -99,7 +101,9 @@ def write_report(report: Report, folder: Path) -> None:
     report.combinations.to_csv(folder / "combinations.csv", index=False)
     report.diversity.to_csv(folder / "diversity.csv", index=False)
     report.members.to_csv(folder / "members.csv", index=False)
-    md, tex = table1(report.summary, report.setting)
+    if not report.ood.empty:
+        report.ood.to_csv(folder / "ood.csv", index=False)
+    md, tex = table1(report.summary, report.setting, report.ood)
     (folder / "table1.md").write_text(md)
     (folder / "table1.tex").write_text(tex)
     if not report.diversity.empty:
@@ -157,7 +161,7 @@ def _log_wandb(cfg, report: Report, out: Path) -> None:
 
     try:
         tables = {name: wandb.Table(dataframe=getattr(report, name))
-                  for name in ("summary", "diversity", "combinations") if not getattr(report, name).empty}
+                  for name in ("summary", "diversity", "combinations", "ood") if not getattr(report, name).empty}
         images = {p.stem: wandb.Image(str(p)) for p in sorted(out.glob("*.png"))}
         run.log(tables | images)
         for method, r in headline_rows(report).iterrows():

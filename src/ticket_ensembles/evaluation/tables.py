@@ -55,12 +55,18 @@ def _mark(text: str, row: pd.Series, setting: TableSetting, best: bool, for_late
     return text
 
 
+def _rows_at(frame: pd.DataFrame, table_k: int, single: bool) -> pd.DataFrame:
+    """Per method the k = 1 rows, or the table's k (EDST: capped at its tickets per run)."""
+    if single:
+        return frame[frame.k == 1].set_index("method")
+    # EDST runs hold M tickets: their row shows k = M when M < the table's k (marked in the cell)
+    k_of = frame.groupby("method").k.max().clip(upper=table_k)
+    return frame[frame.k == frame.method.map(k_of)].set_index("method")
+
+
 def table_rows(summary: pd.DataFrame, split: str, metric: str, setting: TableSetting) -> pd.DataFrame:
     """One metric's rows at the table's k, in the paper's method order."""
-    rows = summary[(summary.split == split) & (summary.metric == metric)]
-    # EDST runs hold M tickets: their row shows k = M when M < the table's k (marked in the cell)
-    k_of = rows.groupby("method").k.max().clip(upper=setting.k)
-    rows = rows[rows.k == rows.method.map(k_of)].set_index("method")
+    rows = _rows_at(summary[(summary.split == split) & (summary.metric == metric)], setting.k, single=False)
     return rows.loc[method_order(list(rows.index))]
 
 
@@ -114,6 +120,52 @@ def calibration_section(summary: pd.DataFrame, setting: TableSetting) -> list[Se
     return sections
 
 
+def cost_section(summary: pd.DataFrame, setting: TableSetting) -> list[Section]:
+    """FreeTickets' headline comparison: score, NLL, ECE, training and inference FLOPs of single
+    members (k = 1) and of the k-ensemble, FLOPs relative to one dense model."""
+    if "train_flops_rel_dense" not in summary or summary.train_flops_rel_dense.isna().all():
+        return []
+    metrics = [summary.metric.iloc[0]] + [m for m in ("nll", "ece") if m in set(summary.metric)]
+    header = ["method", "k"] + metrics + ["train FLOPs (× dense)", "inference FLOPs (× dense)"]
+    sections = []
+    for split in dict.fromkeys(summary.split):
+        part = summary[summary.split == split]
+        body = []
+        for single in (True, False):
+            rows = {m: _rows_at(part[part.metric == m], setting.k, single) for m in metrics}
+            body += [_cost_row(method, {m: rows[m].loc[method] for m in metrics})
+                     for method in rows[metrics[0]].index if single or rows[metrics[0]].loc[method].k > 1]
+        order = method_order(list(dict.fromkeys(part.method)))
+        body.sort(key=lambda line: (order.index(line[0]), int(line[1])))
+        sections.append((f"{split} · cost (FreeTickets' comparison)", header,
+                         [[display_name(line[0])] + line[1:] for line in body]))
+    return sections
+
+
+def _cost_row(method: str, rows: dict[str, pd.Series]) -> list[str]:
+    first = next(iter(rows.values()))
+    scores = [fmt(r.ens_mean, 4 if m in CALIBRATION else 2) for m, r in rows.items()]
+    return [method, str(first.k), *scores, fmt(first.train_flops_rel_dense), fmt(first.inference_flops_rel_dense)]
+
+
+def ood_section(ood: pd.DataFrame | None, setting: TableSetting) -> list[Section]:
+    """OoD detection AUROC (%) of MSP and of predictive entropy: single members and the k-ensemble."""
+    if ood is None or ood.empty:
+        return []
+    sections = []
+    for (name, split), part in ood.groupby(["ood", "split"], sort=False):
+        single, ens = _rows_at(part, setting.k, True), _rows_at(part, setting.k, False)
+        ens_k = f"ens. (k={setting.k})"
+        header = ["method", "MSP single", f"MSP {ens_k}", "entropy single", f"entropy {ens_k}"]
+        body = []
+        for method in method_order(list(ens.index)):
+            mark = "" if ens.loc[method].k == setting.k else f" (k={ens.loc[method].k})"
+            body.append([display_name(method), fmt(single.loc[method].auroc_msp), fmt(ens.loc[method].auroc_msp) + mark,
+                         fmt(single.loc[method].auroc_entropy), fmt(ens.loc[method].auroc_entropy) + mark])
+        sections.append((f"OoD detection · {split} vs {name} (AUROC %, higher is better)", header, body))
+    return sections
+
+
 def markdown(title: str, sections: list[Section], notes: list[str]) -> str:
     out = [f"# {title}", ""]
     for heading, header, body in sections:
@@ -137,8 +189,8 @@ def _tex(text: str) -> str:
     return text.replace("_", r"\_").replace("%", r"\%").replace("<", r"$<$")
 
 
-def table1(summary: pd.DataFrame, setting: TableSetting) -> tuple[str, str]:
-    """(table1.md, table1.tex)."""
+def table1(summary: pd.DataFrame, setting: TableSetting, ood: pd.DataFrame | None = None) -> tuple[str, str]:
+    """(table1.md, table1.tex); the .md also holds calibration, cost and OoD sections."""
     title = f"Table 1 · {setting.task} · {setting.model} · {setting.combiner}, ens. = every {setting.k}-subset"
     notes = ["*italic*: significantly better than "
              f"{display_name(setting.compare_to[0]) if setting.compare_to else 'the baseline'} "
@@ -146,6 +198,12 @@ def table1(summary: pd.DataFrame, setting: TableSetting) -> tuple[str, str]:
              f"{' and '.join(display_name(m) for m in setting.compare_to)}; <u>underline</u>: best. "
              "Scores in percent; single = mean of the single members."]
     sections = table1_sections(summary, setting, for_latex=False) + calibration_section(summary, setting)
+    costs = cost_section(summary, setting)
+    if costs:
+        notes.append("Cost: analytic training FLOPs of the ensemble's members and inference FLOPs per example, "
+                     "relative to ONE dense model (README: FLOPs); EDST tickets each carry 1/M of their run; "
+                     "– = a member without run.json.")
+    sections += costs + ood_section(ood, setting)
     md = markdown(title, sections, notes)
     return md, latex(title, table1_sections(summary, setting, for_latex=True))
 

@@ -13,6 +13,7 @@ from .. import store
 from ..data import TaskData
 from ..loggers import RunLogger
 from ..scoring import member_metrics
+from ..sparse.flops import examples_in_steps, finetune_examples, flops_report, profile_forward
 from ..tasks import TaskSpec, predictions_filename
 from ..trainer import FinetuneResult, count_parameters, finetune, predict
 
@@ -29,6 +30,7 @@ class RunContext:
     method_dir: Path
     started: float = field(default_factory=time.perf_counter)
     optimizer_steps: int = 0
+    train_examples_seen: int = 0  # over every finetune of this run: the dense training FLOPs
 
     @property
     def seed(self) -> int:
@@ -36,11 +38,13 @@ class RunContext:
 
     def finetune(self, model, *, train_ds=None, hooks: Any = None, epochs: float | None = None,
                  desc: str = "finetune") -> FinetuneResult:
-        """One finetune with the trainer config; counts steps for the member's run facts."""
-        result = finetune(model, self.data.train if train_ds is None else train_ds, self.cfg.trainer,
-                          self.seed, collate_fn=self.data.collate_fn, hooks=hooks, epochs=epochs,
-                          logger=self.logger, desc=desc, on_epoch_end=self._dev_logger(model, desc))
+        """One finetune with the trainer config; counts steps and examples for the member's run facts."""
+        train_ds = self.data.train if train_ds is None else train_ds
+        result = finetune(model, train_ds, self.cfg.trainer, self.seed, collate_fn=self.data.collate_fn,
+                          hooks=hooks, epochs=epochs, logger=self.logger, desc=desc,
+                          on_epoch_end=self._dev_logger(model, desc))
         self.optimizer_steps += result.steps
+        self.train_examples_seen += examples_in_steps(len(train_ds), self.cfg.trainer.batch_size, result.steps)
         return result
 
     def _dev_logger(self, model, desc: str) -> Callable[[int], None] | None:
@@ -64,14 +68,32 @@ class RunContext:
             out |= {prefix + k: v for k, v in member_metrics(self.task, logits, self.data.labels(split)).items()}
         return out
 
+    def example_batch(self, model) -> dict:
+        """Up to one training batch, collated as in training (text: padded as the trainer pads)."""
+        count = min(len(self.data.train), self.cfg.trainer.batch_size)
+        collate = self.data.collate_fn or torch.utils.data.default_collate
+        batch = collate([self.data.train[i] for i in range(count)])
+        device = next(model.parameters()).device
+        return {k: v.to(device) for k, v in batch.items()}
+
+    def dense_flops(self, model) -> dict:
+        """Analytic FLOPs (sparse/flops.py) of a member computed densely: every finetune of this
+        run, relative to ONE dense finetune of trainer.epochs over the whole training set."""
+        profile = profile_forward(model, self.example_batch(model))
+        reference = finetune_examples(len(self.data.train), self.cfg.trainer.batch_size, float(self.cfg.trainer.epochs))
+        return flops_report(profile, {}, self.train_examples_seen, 0.0, 1, reference)
+
     def write_member(self, model, *, ticket: int | None = None, extra: dict | None = None,
                      extra_metrics: dict | None = None,
                      write_files: Callable[[Path], None] | None = None) -> Path:
-        """Predict every eval split and write one complete member into the store, atomically.
+        """Predict every eval split (and the OoD set, if any) and write one complete member, atomically.
 
-        ``extra`` joins the run facts (run.json), ``extra_metrics`` the metrics (e.g. sparsity)."""
+        ``extra`` joins the run facts (run.json; without ``flops`` there, dense FLOPs are
+        counted), ``extra_metrics`` the metrics (e.g. sparsity)."""
         final = self.method_dir / store.member_name(self.seed, ticket)
         predictions = self.predict_all(model)
+        ood = self.data.ood
+        ood_logits = None if ood is None else predict(model, ood[1], self.cfg.trainer, self.data.collate_fn)
         metrics = {}
         for split, logits in predictions.items():
             prefix = "" if split == self.task.eval_splits[0] else f"{split}/"
@@ -80,9 +102,13 @@ class RunContext:
         facts = {"seed": self.seed, "ticket": ticket, "wall_time_s": round(time.perf_counter() - self.started, 3),
                  "optimizer_steps": self.optimizer_steps, "train_examples": len(self.data.train),
                  **count_parameters(model), **(extra or {})}
+        if "flops" not in facts:
+            facts["flops"] = self.dense_flops(model)
         with store.building_member(final, overwrite=bool(self.cfg.overwrite)) as tmp:
             for split, logits in predictions.items():
                 store.write_predictions(tmp, predictions_filename(split, self.task), logits, self.data.labels(split))
+            if ood_logits is not None:
+                store.write_predictions(tmp, f"ood_{ood[0]}.npz", ood_logits, ood[1]["labels"])
             if write_files is not None:
                 write_files(tmp)
             store.write_json(tmp / "metrics.json", metrics)

@@ -3,8 +3,9 @@
 ``variant=dst``: one sparse run per seed, one member ``seed_<s>`` in ``freetickets_dst``.
 ``variant=edst``: one run per seed: an exploration phase, then ``num_tickets`` refinement
 phases that each start with a large prune-and-regrow jump and end with a member
-``seed_<s>_ticket_<t>`` in ``freetickets_edst``. Every member stores its mask (``mask.npz``),
-its FLOPs (``run.json``) and, when ``data.ood`` names a set, ``ood_<name>.npz``.
+``seed_<s>_ticket_<t>`` in ``freetickets_edst``. Every member stores its mask (``mask.npz``)
+and its sparse FLOPs (``run.json``); RunContext.write_member adds ``ood_<name>.npz`` when
+``data.ood`` names a set, as for every method.
 """
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ from dataclasses import dataclass, field
 import torch
 from omegaconf import OmegaConf
 
-from .. import maskio, store
+from .. import maskio
 from ..errors import UserError
 from ..sparse import (SparseEngine, UpdateRule, default_patterns, flops_report, init_masks, layer_densities,
                       profile_forward, sparse_parameter_names)
-from ..trainer import predict
+from ..sparse.flops import examples_in_steps, finetune_examples
 from . import register
 from .base import Method, RunContext
 
@@ -83,9 +84,8 @@ class FreeTickets(Method):
 
     def build(self, ctx: RunContext) -> None:
         if ctx.task.modality == "image" and ctx.cfg.trainer.optimizer == "adamw":
-            log.warning("image task with the GLUE finetuning trainer: the paper's setting is "
-                        "experiment=freetickets_%s (or trainer=image_sgd)", ctx.task.name)
-        ood = _ood_set(ctx)
+            log.warning("image task trained with AdamW: the paper's setting is the task's default SGD "
+                        "recipe (unset trainer.optimizer) or experiment=freetickets_%s", ctx.task.name)
         model = ctx.load_model(ctx.seed)
         phases = self.phases(ctx)
         engine = build_engine(model, ctx, total_steps=sum(p.steps for p in phases))
@@ -99,7 +99,7 @@ class FreeTickets(Method):
                 with trainer_overrides(ctx, phase.overrides):
                     ctx.finetune(model, hooks=engine, epochs=phase.epochs, desc=desc)
                 if phase.writes:
-                    write_ticket(ctx, model, engine, phase.ticket, flops, ood)
+                    write_ticket(ctx, model, engine, phase.ticket, flops)
         finally:
             engine.close()
 
@@ -143,12 +143,6 @@ def build_engine(model: torch.nn.Module, ctx: RunContext, total_steps: int) -> S
     return SparseEngine(model, masks, rule, seed=ctx.seed)
 
 
-def examples_in_steps(n: int, batch_size: int, steps: int) -> int:
-    """Training examples seen in `steps` optimizer steps over a shuffled set of `n` (last batch short)."""
-    full, rest = divmod(steps, math.ceil(n / batch_size))
-    return full * n + min(rest * batch_size, n)
-
-
 def dense_grad_steps(phases: list[Phase], frequency: int) -> list[int]:
     """Per phase, the topology updates (scheduled + jump) that need a dense gradient (RigL)."""
     counts, start = [], 0
@@ -164,7 +158,7 @@ def dense_grad_steps(phases: list[Phase], frequency: int) -> list[int]:
 def plan_flops(model, ctx: RunContext, engine: SparseEngine, phases: list[Phase]) -> dict:
     """The run's FLOPs from layer shapes, densities and the planned steps (see sparse/flops.py)."""
     n, trainer = len(ctx.data.train), ctx.cfg.trainer
-    profile = profile_forward(model, _example_batch(ctx, model))
+    profile = profile_forward(model, ctx.example_batch(model))
     run_examples, grad_examples = 0, 0
     updates = dense_grad_steps(phases, engine.rule.update_frequency)
     for p, k in zip(phases, updates):
@@ -172,41 +166,17 @@ def plan_flops(model, ctx: RunContext, engine: SparseEngine, phases: list[Phase]
             run_examples += examples_in_steps(n, ctx.cfg.trainer.batch_size, p.steps)
             grad_examples += k * min(n, ctx.cfg.trainer.batch_size) if engine.rule.growth == "rigl" else 0
     ref_epochs = ctx.cfg.method.dense_reference_epochs or trainer.epochs
-    ref_steps = math.ceil(ref_epochs * math.ceil(n / trainer.batch_size))
     members = sum(p.writes for p in phases)
     report = flops_report(profile, engine.layer_densities(), run_examples, grad_examples, members,
-                          examples_in_steps(n, trainer.batch_size, ref_steps))
+                          finetune_examples(n, trainer.batch_size, float(ref_epochs)))
     return report | {"planned_dense_grad_steps": sum(updates) if engine.rule.growth == "rigl" else 0}
 
 
-def _example_batch(ctx: RunContext, model) -> dict:
-    """Up to one training batch, collated as in training (text: padded as the trainer pads)."""
-    count = min(len(ctx.data.train), ctx.cfg.trainer.batch_size)
-    collate = ctx.data.collate_fn or torch.utils.data.default_collate
-    batch = collate([ctx.data.train[i] for i in range(count)])
-    device = next(model.parameters()).device
-    return {k: v.to(device) for k, v in batch.items()}
-
-
-def _ood_set(ctx: RunContext):
-    if not ctx.cfg.data.get("ood"):
-        return None
-    if ctx.task.modality != "image":
-        raise UserError(f"data.ood={ctx.cfg.data.ood!r} is supported for image tasks only: unset it for {ctx.task.name}")
-    from ..vision import load_ood_set
-
-    return load_ood_set(ctx.task, ctx.cfg)
-
-
-def write_ticket(ctx: RunContext, model, engine: SparseEngine, ticket: int | None, flops: dict, ood) -> None:
-    """One member: predictions, mask.npz, OoD logits, and the sparse run facts in run.json."""
+def write_ticket(ctx: RunContext, model, engine: SparseEngine, ticket: int | None, flops: dict) -> None:
+    """One member: predictions (and OoD logits), mask.npz, and the sparse run facts in run.json."""
 
     def files(folder):
         maskio.save_mask(folder / "mask.npz", engine.masks_numpy())
-        if ood is not None:
-            name, ds = ood
-            logits = predict(model, ds, ctx.cfg.trainer, ctx.data.collate_fn)
-            store.write_predictions(folder, f"ood_{name}.npz", logits, ds["labels"])
 
     extra = {
         "variant": _value(ctx.cfg.method.variant),

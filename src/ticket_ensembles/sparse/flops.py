@@ -11,6 +11,7 @@ which adds (1 - d_l) F_l per example of that batch (as RigL, Evci et al. 2020, c
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -81,6 +82,17 @@ def training_flops(profile: ForwardProfile, densities: Mapping[str, float], exam
     needed dense weight gradients (RigL regrowth)."""
     extra = sum(f * (1.0 - densities.get(n, 1.0)) for n, f in profile.layer_flops.items())
     return 3.0 * sparse_forward_flops(profile, densities) * examples + extra * dense_grad_examples
+
+
+def examples_in_steps(n: int, batch_size: int, steps: int) -> int:
+    """Training examples seen in `steps` optimizer steps over a shuffled set of `n` (last batch short)."""
+    full, rest = divmod(steps, math.ceil(n / batch_size))
+    return full * n + min(rest * batch_size, n)
+
+
+def finetune_examples(n: int, batch_size: int, epochs: float) -> int:
+    """Training examples of one finetune of `epochs` over `n` examples (the trainer's step count)."""
+    return examples_in_steps(n, batch_size, max(1, math.ceil(epochs * math.ceil(n / batch_size))))
 
 
 def flops_report(profile: ForwardProfile, densities: Mapping[str, float], run_examples: float,

@@ -68,14 +68,14 @@ class ImageDataset(torch.utils.data.Dataset):
 
 
 def load_image_task(task: TaskSpec, cfg) -> TaskData:
-    """Train and eval sets of an image task, limited by data.max_*_samples."""
+    """Train and eval sets of an image task, limited by data.max_*_samples, and the data.ood set."""
     src = task.image
     splits = _digits_splits() if src.hub_id is None else _hub_splits(src, None, ("train", *task.eval_splits))
     data_cfg = cfg.data
     train = ImageDataset(*_limit(*splits["train"], data_cfg.max_train_samples), src, augment=True)
     evals = {s: ImageDataset(*_limit(*splits[s], data_cfg.max_eval_samples), src, augment=False)
              for s in task.eval_splits}
-    return TaskData(train=train, evals=evals, collate_fn=None)
+    return TaskData(train=train, evals=evals, collate_fn=None, ood=load_ood_set(task, cfg))
 
 
 def load_ood_set(task: TaskSpec, cfg) -> tuple[str, ImageDataset] | None:
