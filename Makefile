@@ -24,6 +24,10 @@ install: $(VENV)/.installed
 test: install
 	$(PY) -m pytest -q tests
 
+# The whole pipeline on a CPU in minutes (README "make demo"); DEMO_SEEDS=6 for more members.
+demo: install
+	PYTHON=$(PY) bash multirun_sweeps/demo.sh
+
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" tests
 
@@ -43,4 +47,4 @@ freetickets_cifar10 freetickets_cifar100: install
 	HF_HUB_OFFLINE=$(SWEEP_HUB_OFFLINE) PYTHON=$(PY) bash multirun_sweeps/freetickets_cifar.sh $(patsubst freetickets_%,%,$@)
 
 clean:
-	rm -rf store store_sst2_prune20 logs reports outputs wandb .pytest_cache
+	rm -rf store store_sst2_prune20 logs reports outputs wandb demo .pytest_cache
