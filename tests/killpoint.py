@@ -6,6 +6,7 @@ Points (the states a crash can leave behind):
   mid_round_2_write round 2's mask file is half written (a temporary file, never renamed)
   mid_member_write  the member's temporary folder holds predictions and mask, not metrics/COMPLETE
   before_rename     the member is complete in its temporary folder but not yet moved into place
+  after_1st_member  the first member of a several-member run (EDST) is in place, the rest not
 Nothing here changes the code under test: the process kills itself from inside a wrapper.
 """
 from __future__ import annotations
@@ -53,6 +54,14 @@ def arm(point: str) -> None:
             die()
 
         store._move_into_place = die_before_move
+    elif point == "after_1st_member":
+        move = store._move_into_place
+
+        def move_then_die(tmp, final_dir, overwrite):
+            move(tmp, final_dir, overwrite)
+            die()
+
+        store._move_into_place = move_then_die
     else:
         raise SystemExit(f"unknown kill point {point!r}")
 

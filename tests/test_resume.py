@@ -29,8 +29,13 @@ KILL_POINTS = {  # point -> pruning rounds a relaunch finds done (tests/killpoin
 }
 
 
-def args_for(glue_dir: Path, root: Path) -> list[str]:
-    return [*TICKET, f"data.glue_dir={glue_dir}", f"paths.root_dir={root}"]
+# EDST: one run, two tickets (members seed_0_ticket_0 and seed_0_ticket_1)
+EDST = [*TINY, "method=freetickets", "method.variant=edst", "method.num_tickets=2", "method.exploration_epochs=1",
+        "method.refinement_epochs=1", "seed=0", "data.max_train_samples=32", "trainer.num_threads=1"]
+
+
+def args_for(glue_dir: Path, root: Path, settings: list[str] = TICKET) -> list[str]:
+    return [*settings, f"data.glue_dir={glue_dir}", f"paths.root_dir={root}"]
 
 
 def method_dir(root: Path) -> Path:
@@ -42,7 +47,11 @@ def round_files(root: Path) -> list[str]:
 
 
 def leftovers(root: Path) -> list[str]:
-    return sorted(p.name for p in method_dir(root).iterdir() if ".partial-" in p.name or ".old-" in p.name)
+    return leftovers_in(method_dir(root))
+
+
+def leftovers_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".partial-" in p.name or ".old-" in p.name)
 
 
 def kill_when_round_1_is_saved(proc: subprocess.Popen, root: Path, sig: int) -> None:
@@ -69,11 +78,13 @@ def keep_torch_threads():
 def crashed(glue_dir, tmp_path_factory):
     """Every crash scenario, run in parallel: point -> (root, return code, stderr)."""
     procs = {}
-    for point in [*KILL_POINTS, "sigkill_in_round_2", "sigterm_in_round_2"]:
+    for point in [*KILL_POINTS, "sigkill_in_round_2", "sigterm_in_round_2", "edst"]:
         root = tmp_path_factory.mktemp(point)
-        cmd = ([sys.executable, str(ROOT / "tests" / "killpoint.py"), point] if point in KILL_POINTS
+        killpoint = {"edst": "after_1st_member"}.get(point, point)
+        cmd = ([sys.executable, str(ROOT / "tests" / "killpoint.py"), killpoint] if point in [*KILL_POINTS, "edst"]
                else [sys.executable, str(ROOT / "train.py")])
-        procs[point] = (root, subprocess.Popen([*cmd, *args_for(glue_dir, root)], cwd=ROOT, text=True,
+        args = args_for(glue_dir, root, EDST if point == "edst" else TICKET)
+        procs[point] = (root, subprocess.Popen([*cmd, *args], cwd=ROOT, text=True,
                                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
     kill_when_round_1_is_saved(procs["sigkill_in_round_2"][1], procs["sigkill_in_round_2"][0], signal.SIGKILL)
     kill_when_round_1_is_saved(procs["sigterm_in_round_2"][1], procs["sigterm_in_round_2"][0], signal.SIGTERM)
@@ -126,6 +137,20 @@ def test_sigkill_at_an_arbitrary_moment_in_round_2(crashed, reference, glue_dir)
     assert round_files(root) == ["round_1.npz"]
     train(compose_cfg("train", args_for(glue_dir, root)))
     assert_same_member(method_dir(root) / "seed_0", reference, resumed_after=1)
+
+
+@pytest.mark.slow
+def test_an_edst_run_killed_between_tickets_keeps_the_first_and_adds_the_rest(crashed, glue_dir):
+    root, code, err = crashed["edst"]
+    assert code == -signal.SIGKILL, err[-2000:]
+    mdir = root / "store" / "mrpc" / "minilm_l6_L1" / "freetickets_edst"
+    first = mdir / "seed_0_ticket_0"
+    assert store.is_complete(first) and not (mdir / "seed_0_ticket_1").exists()
+    kept = (first / "predictions.npz").read_bytes()
+    members = train(compose_cfg("train", args_for(glue_dir, root, EDST)))  # the same settings again
+    assert [p.name for p in members] == ["seed_0_ticket_0", "seed_0_ticket_1"]
+    assert all(store.is_complete(p) for p in members) and (first / "predictions.npz").read_bytes() == kept
+    assert leftovers_in(mdir) == []
 
 
 @pytest.mark.slow

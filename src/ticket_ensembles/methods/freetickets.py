@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from omegaconf import OmegaConf
 
-from .. import maskio
+from .. import maskio, store
 from ..errors import UserError
 from ..sparse import (SparseEngine, UpdateRule, default_patterns, flops_report, init_masks, layer_densities,
                       profile_forward, sparse_parameter_names)
@@ -174,6 +174,10 @@ def plan_flops(model, ctx: RunContext, engine: SparseEngine, phases: list[Phase]
 
 def write_ticket(ctx: RunContext, model, engine: SparseEngine, ticket: int | None, flops: dict) -> None:
     """One member: predictions (and OoD logits), mask.npz, and the sparse run facts in run.json."""
+    final = ctx.method_dir / store.member_name(ctx.seed, ticket)
+    if store.is_complete(final) and not ctx.cfg.overwrite:  # a relaunch after a crash between tickets
+        log.info("%s is already complete (same seed, same run): kept", final)
+        return
 
     def files(folder):
         maskio.save_mask(folder / "mask.npz", engine.masks_numpy())
