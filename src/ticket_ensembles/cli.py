@@ -78,9 +78,9 @@ def one_line(error: BaseException) -> str:
     if options:
         parts.append(", ".join(o for o in options if not o.endswith("_schema")))
     override = getattr(error, "override", None)  # an override Hydra could not parse
-    if override and override not in parts[0]:
+    if override and not any(override in part for part in parts):
         parts.insert(0, f"cannot parse override {override!r}")
-    return ": ".join(parts)
+    return ": ".join(parts) or type(error).__name__
 
 
 def run_cli(main: Callable[[], None]) -> None:
