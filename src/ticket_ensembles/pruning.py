@@ -66,7 +66,7 @@ def count_total(masks: Masks) -> int:
 
 
 def count_pruned(masks: Masks) -> int:
-    return sum(int((~m).sum()) for m in masks.values())
+    return sum(m.numel() - int(torch.count_nonzero(m)) for m in masks.values())
 
 
 def pruning_schedule(prune_ratio: float, prune_step: float) -> list[float]:
@@ -156,7 +156,7 @@ def sparsity_report(masks: Masks) -> dict:
         "sparsity": pruned / total if total else 0.0,
         "prunable_weights": total,
         "pruned_weights": pruned,
-        "sparsity_per_matrix": {n: float((~m).sum()) / m.numel() for n, m in masks.items()},
+        "sparsity_per_matrix": {n: 1.0 - int(torch.count_nonzero(m)) / m.numel() for n, m in masks.items()},
     }
 
 
