@@ -12,5 +12,15 @@ sweep experiment=demo method=baseline,bagging "seed=range($SEEDS)"
 sweep experiment=demo method=base_lt,random_lt "seed=range($SEEDS)" "${TICKETS[@]}"
 sweep experiment=demo method=active_lt "seed=$((HALF - 1)),$((SEEDS - 1))" "${TICKETS[@]}"
 sweep experiment=demo method=freetickets method.variant=dst "seed=range($SEEDS)"
-run "$PYTHON" evaluate.py task=mrpc model=minilm_l6 model.num_layers=3 "paths.root_dir=\${oc.env:TE_ROOT,.}/demo" \
+run "$PYTHON" evaluate.py task=mrpc model=minilm_l6 "paths.root_dir=\${oc.env:TE_ROOT,.}/demo" \
     "ensemble.groups=$EVAL_GROUPS" "ensemble.max_size=$HALF" logger=wandb experiment_name=demo "${EVAL_EXTRA[@]}"
+if [ -z "${DRY_RUN:-}" ]; then
+    ROOT="${TE_ROOT:-.}/demo"
+    REPORT="$ROOT/reports/mrpc/minilm_l6"
+    echo
+    cat "$REPORT/table1.md"
+    echo
+    echo "Reports (table1.md/.tex, table2.md, summary.csv, combinations.csv, diversity.csv, figure3.png, figure4_*.png): $REPORT/"
+    echo "Member store: $ROOT/store/mrpc/minilm_l6/"
+    echo "W&B offline run (upload with 'wandb sync <dir>'): $(ls -dt "$ROOT"/logs/wandb/offline-run-* 2>/dev/null | head -n 1)"
+fi
