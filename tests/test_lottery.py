@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import TINY, compose_cfg, run_script
+from conftest import ROOT, TINY, compose_cfg, run_script
 from ticket_ensembles import maskio, pruning, store
 from ticket_ensembles.errors import UserError
 from ticket_ensembles.methods.base import RunContext
@@ -210,3 +212,20 @@ def test_bad_pruning_settings_stop_before_anything_loads(glue_dir, tmp_path, ove
     with pytest.raises(UserError, match=message):
         train(lt_cfg(glue_dir, tmp_path, "active_lt", 0, override))
     assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.slow
+def test_parallel_active_lt_runs_build_a_shared_predecessor_once(glue_dir, tmp_path):
+    """Seeds 1 and 2 start together; both need seed 0: one builds it, the other waits for it."""
+    args = [*LT, *ONE_STEP, f"data.glue_dir={glue_dir}", f"paths.root_dir={tmp_path}", "method=active_lt",
+            "trainer.num_threads=1"]
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, f"seed={s}"], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for s in (1, 2)]
+    outputs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    text = "\n".join(outputs)
+    assert text.count("needs seed 0 of its chain first: building it now") == 1
+    assert "needs seed 1 of its chain first" not in text  # seed 1's own run built it; seed 2 waited
+    mdir = method_dir(tmp_path, "active_lt")
+    assert json.loads((mdir / "seed_2" / "run.json").read_text())["chain_predecessors"] == [0, 1]
+    assert all(store.is_complete(mdir / f"seed_{s}") for s in (0, 1, 2))
