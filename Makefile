@@ -7,10 +7,10 @@ export GLUE_DIR
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-fast demo bench clean help
+.PHONY: install test test-fast demo bench bench-agreement clean help
 
 help:
-	@echo "make install | test | demo | bench | table1 | table3 | ... (see README)"
+	@echo "make install | test | demo | bench | bench-agreement | table1 | table2 | table3 | figure3 | figure4 | sst2_footnote | other_tasks | freetickets_cifar10 | freetickets_cifar100 (see README)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,18 @@ test: install
 # The whole pipeline on a CPU in minutes (README "make demo"); DEMO_SEEDS=6 for more members.
 demo: install
 	PYTHON=$(PY) bash multirun_sweeps/demo.sh
+
+# Benchmarks (not timed tests): figures go to bench_results/*.json and the README.
+bench: install
+	$(PY) benchmarks/bench_trainer.py throughput --precision fp32
+	$(PY) benchmarks/bench_trainer.py throughput --precision bf16
+	$(PY) benchmarks/bench_masking.py
+	$(PY) benchmarks/bench_evaluate.py
+	$(PY) benchmarks/bench_memory.py
+
+# Our loop vs transformers' Trainer on full MRPC, the paper's setting, 3 seeds (about 25 min on 2 cores in bf16).
+bench-agreement: install
+	$(PY) benchmarks/bench_trainer.py agreement --precision bf16 --seeds 0 1 2
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" tests
