@@ -9,7 +9,9 @@ EVAL_GROUPS="[[$(seq -s, 0 $((HALF - 1)))],[$(seq -s, $HALF $((SEEDS - 1)))]]"
 TICKETS=(method.epochs_per_round=0.25 "method.group_size=$HALF")
 
 sweep experiment=demo method=baseline,bagging "seed=range($SEEDS)"
-sweep experiment=demo method=base_lt,random_lt "seed=range($SEEDS)" "${TICKETS[@]}"
+# one sweep per ticket method: method.* overrides must name a method the base config has
+sweep experiment=demo method=base_lt "seed=range($SEEDS)" "${TICKETS[@]}"
+sweep experiment=demo method=random_lt "seed=range($SEEDS)" "${TICKETS[@]}"
 sweep experiment=demo method=active_lt "seed=$((HALF - 1)),$((SEEDS - 1))" "${TICKETS[@]}"
 sweep experiment=demo method=freetickets method.variant=dst "seed=range($SEEDS)"
 run "$PYTHON" evaluate.py task=mrpc model=minilm_l6 "paths.root_dir=\${oc.env:TE_ROOT,.}/demo" \
