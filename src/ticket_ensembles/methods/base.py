@@ -62,8 +62,12 @@ class RunContext:
                 for split, ds in self.data.evals.items()}
 
     def evaluate(self, model) -> dict[str, float]:
+        return self.split_metrics(self.predict_all(model))
+
+    def split_metrics(self, predictions: dict[str, Any]) -> dict[str, float]:
+        """The task's metrics per eval split; the first split's keys carry no prefix."""
         out = {}
-        for split, logits in self.predict_all(model).items():
+        for split, logits in predictions.items():
             prefix = "" if split == self.task.eval_splits[0] else f"{split}/"
             out |= {prefix + k: v for k, v in member_metrics(self.task, logits, self.data.labels(split)).items()}
         return out
@@ -94,11 +98,7 @@ class RunContext:
         predictions = self.predict_all(model)
         ood = self.data.ood
         ood_logits = None if ood is None else predict(model, ood[1], self.cfg.trainer, self.data.collate_fn)
-        metrics = {}
-        for split, logits in predictions.items():
-            prefix = "" if split == self.task.eval_splits[0] else f"{split}/"
-            metrics |= {prefix + k: v for k, v in member_metrics(self.task, logits, self.data.labels(split)).items()}
-        metrics |= extra_metrics or {}
+        metrics = self.split_metrics(predictions) | (extra_metrics or {})
         facts = {"seed": self.seed, "ticket": ticket, "wall_time_s": round(time.perf_counter() - self.started, 3),
                  "optimizer_steps": self.optimizer_steps, "train_examples": len(self.data.train),
                  **count_parameters(model), **(extra or {})}
