@@ -102,3 +102,27 @@ def test_scores_come_in_percent_and_vote_has_no_calibration():
     assert out["accuracy"][0] == pytest.approx(75.0)
     assert out["f1"][0] == pytest.approx(100 * 2 / 3)
     assert all(np.isnan(out[m][0]) for m in ("nll", "ece", "brier"))
+
+
+@pytest.mark.parametrize("task_name", ["mrpc", "cola", "stsb"])
+def test_a_members_training_time_metrics_match_sklearn_and_scipy(task_name):
+    """scoring.member_metrics (logged at training time) goes through the same functions as evaluate."""
+    from ticket_ensembles.scoring import member_metrics
+    from ticket_ensembles.tasks import get_task
+
+    task = get_task(task_name)
+    rng = np.random.default_rng(3)
+    if task.is_regression:
+        labels = rng.uniform(0, 5, 200)
+        logits = (labels + rng.normal(0, 1.5, 200))[:, None].astype(np.float32)
+        expected = {"pearson": pearsonr(logits[:, 0], labels)[0], "spearmanr": spearmanr(logits[:, 0], labels)[0]}
+    else:
+        labels = rng.integers(0, 2, 200)
+        logits = rng.normal(size=(200, 2)).astype(np.float32) + 0.8 * np.eye(2)[labels]
+        pred = logits.argmax(-1)
+        expected = {"accuracy": accuracy_score(labels, pred), "f1": f1_score(labels, pred),
+                    "matthews_correlation": matthews_corrcoef(labels, pred)}
+    got = member_metrics(task, logits, labels)
+    assert set(got) == set(task.metrics)
+    for name in task.metrics:
+        assert got[name] == pytest.approx(100 * expected[name], abs=1e-4)
