@@ -36,7 +36,7 @@ bench: install
 	$(PY) benchmarks/bench_evaluate.py
 	$(PY) benchmarks/bench_memory.py
 
-# Our loop vs transformers' Trainer on full MRPC, the paper's setting, 3 seeds (about 25 min on 2 cores in bf16).
+# Our loop vs transformers' Trainer on full MRPC, the paper's setting, 3 seeds (about 20 min on 2 quiet cores in bf16).
 bench-agreement: install
 	$(PY) benchmarks/bench_trainer.py agreement --precision bf16 --seeds 0 1 2
 
