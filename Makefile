@@ -21,8 +21,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# One pytest-xdist worker per core (a test file stays on one worker; one torch thread each).
+TEST_WORKERS ?= 2
+
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 # The whole pipeline on a CPU in minutes (README "make demo"); DEMO_SEEDS=6 for more members.
 demo: install
@@ -41,7 +44,7 @@ bench-agreement: install
 	$(PY) benchmarks/bench_trainer.py agreement --precision bf16 --seeds 0 1 2
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
 
 # Paper artefacts (multirun_sweeps/, README "Reproducing the papers"): sweep, then evaluate.
 # Resumable: run the same target again after a crash. SWEEP_ARGS adds overrides to every

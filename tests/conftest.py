@@ -17,6 +17,13 @@ CONF = ROOT / "conf"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest-xdist worker per core: one thread each, here and in the
+    # scripts the tests start, so two workers do not fight over two cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
 
 # The tiny-but-real setting: MiniLM-L6 cut to 1 layer, 64 MRPC rows, one epoch.
 TINY = [
