@@ -18,11 +18,13 @@ run "$PYTHON" evaluate.py task=mrpc model=minilm_l6 "paths.root_dir=\${oc.env:TE
     "ensemble.groups=$EVAL_GROUPS" "ensemble.max_size=$HALF" logger=wandb experiment_name=demo "${EVAL_EXTRA[@]}"
 if [ -z "${DRY_RUN:-}" ]; then
     ROOT="${TE_ROOT:-.}/demo"
-    REPORT="$ROOT/reports/mrpc/minilm_l6"
+    # the model folder is minilm_l6, or minilm_l6_L<n> when EVAL_ARGS/SWEEP_ARGS cut the depth
+    REPORT="$(ls -dt "$ROOT"/reports/mrpc/minilm_l6*/ | head -n 1)"
+    REPORT="${REPORT%/}"
     echo
     cat "$REPORT/table1.md"
     echo
     echo "Reports (table1.md/.tex, table2.md, summary.csv, combinations.csv, diversity.csv, figure3.png, figure4_*.png): $REPORT/"
-    echo "Member store: $ROOT/store/mrpc/minilm_l6/"
+    echo "Member store: $ROOT/store/mrpc/$(basename "$REPORT")/"
     echo "W&B offline run (upload with 'wandb sync <dir>'): $(ls -dt "$ROOT"/logs/wandb/offline-run-* 2>/dev/null | head -n 1)"
 fi

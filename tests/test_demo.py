@@ -1,0 +1,52 @@
+"""make demo (multirun_sweeps/demo.sh) end to end at tiny scale: the first thing a new user runs."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, TINY
+from ticket_ensembles import store
+
+METHOD_ROWS = ("BASELINE", "BAGGING", "BASE-LT", "ACTIVE-LT", "RANDOM-LT", "FREETICKETS-DST")
+
+
+@pytest.mark.slow
+def test_demo_trains_every_method_then_prints_table1_and_where_everything_is(glue_dir, tmp_path):
+    # the demo's own sweeps and evaluate call, with the model cut to one layer and 32 rows
+    tiny = [o for o in TINY if o != "trainer.progress=false"] + ["data.max_train_samples=32",
+                                                                 f"data.glue_dir={glue_dir}"]
+    env = {**os.environ, "TE_ROOT": str(tmp_path), "PYTHON": sys.executable, "SWEEP_ARGS": " ".join(tiny),
+           "EVAL_ARGS": "model.num_layers=1", "WANDB_MODE": "offline"}
+    res = subprocess.run(["bash", "multirun_sweeps/demo.sh"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+
+    members = store.list_members(tmp_path / "demo" / "store", "mrpc", "minilm_l6_L1")
+    seeds = [f"seed_{s}" for s in range(4)]  # at least 4 seeds per method, in two groups
+    assert {m: sorted(v) for m, v in members.items()} == {
+        m: seeds for m in ("baseline", "bagging", "base_lt", "active_lt", "random_lt", "freetickets_dst")}
+
+    # Table 1 in the terminal, one row per method, ensembles of k = 2 (one per group)
+    assert "# Table 1 · mrpc · minilm_l6_L1" in res.stdout and "ens. (k=2)" in res.stdout
+    for row in METHOD_ROWS:
+        assert re.search(rf"^\| {row} \| \d+\.\d\d \|", res.stdout, re.M), row
+
+    # it says where the reports, the store and the W&B offline run are, and they are there
+    where = dict(re.findall(r"^(Reports|Member store|W&B offline run)[^:]*: (\S+)$", res.stdout, re.M))
+    assert set(where) == {"Reports", "Member store", "W&B offline run"}, res.stdout[-1500:]
+    report = ROOT / where["Reports"] if not Path(where["Reports"]).is_absolute() else Path(where["Reports"])
+    assert {"table1.md", "table2.md", "summary.csv", "combinations.csv", "figure3.png"} <= {
+        p.name for p in report.iterdir()}
+    assert Path(where["Member store"]).is_dir()
+    assert Path(where["W&B offline run"]).name.startswith("offline-run-")
+    assert Path(where["W&B offline run"]).is_dir()
+
+    # progress: a bar for the whole sweep and one for each finetune
+    assert re.search(r"sweep: 100%\|.*\| 8/8", res.stderr)  # baseline + bagging x 4 seeds
+    for finetune in ("seed 3", "seed 3 round 1", "seed 3 final", "seed 3 dst"):  # dense, ticket, DST
+        assert re.search(rf"{finetune}: +\d+%\|", res.stderr), finetune
