@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -22,8 +23,10 @@ import numpy as np
 import torch
 
 from ticket_ensembles import pruning
+from ticket_ensembles.cli import EXIT_USER_ERROR
 from ticket_ensembles.config import register_configs
 from ticket_ensembles.data import load_raw_glue
+from ticket_ensembles.errors import UserError
 from ticket_ensembles.masking import MaskedTraining
 from ticket_ensembles.models import load_model, load_tokenizer
 from ticket_ensembles.tasks import get_task
@@ -139,4 +142,8 @@ def report(times: dict[str, list[float]], extra: dict[str, float], args, cfg) ->
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as e:  # e.g. no GLUE_DIR and no hub: one line and exit 2, as train.py
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)

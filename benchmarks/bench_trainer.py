@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -17,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ticket_ensembles.cli import EXIT_USER_ERROR
 from ticket_ensembles.config import register_configs
 from ticket_ensembles.data import load_text_task
+from ticket_ensembles.errors import UserError
 from ticket_ensembles.models import load_model, load_tokenizer
 from ticket_ensembles.scoring import member_metrics
 from ticket_ensembles.tasks import get_task
@@ -116,4 +119,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as e:  # e.g. no GLUE_DIR and no hub: one line and exit 2, as train.py
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
