@@ -2,14 +2,11 @@
 
 Reads only the store (paths.store_dir), never a model; writes reports/<task>/<model>/.
 """
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
-from ticket_ensembles.cli import run_cli
+from ticket_ensembles.cli import run_cli, user_errors_exit
 from ticket_ensembles.config import register_configs
-from ticket_ensembles.errors import UserError
 from ticket_ensembles.evaluation import evaluate
 
 register_configs()
@@ -17,11 +14,8 @@ register_configs()
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
+    with user_errors_exit():
         evaluate(cfg)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

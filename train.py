@@ -4,9 +4,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from ticket_ensembles.cli import EXIT_STOPPED, EXIT_USER_ERROR, Stopped, run_cli, stop_on_sigterm
+from ticket_ensembles.cli import EXIT_STOPPED, Stopped, run_cli, stop_on_sigterm, user_errors_exit
 from ticket_ensembles.config import register_configs
-from ticket_ensembles.errors import UserError
 
 register_configs()
 
@@ -17,11 +16,9 @@ def main(cfg: DictConfig) -> None:
 
     check_environment()
     try:
-        with stop_on_sigterm():  # SLURM preemption: unwind cleanly; a relaunch continues
+        # a UserError: one line, exit 2; SLURM preemption: unwind cleanly, a relaunch continues
+        with user_errors_exit(), stop_on_sigterm():
             train(cfg)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
     except Stopped as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(EXIT_STOPPED)

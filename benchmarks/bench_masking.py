@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -23,10 +22,9 @@ import numpy as np
 import torch
 
 from ticket_ensembles import pruning
-from ticket_ensembles.cli import EXIT_USER_ERROR
+from ticket_ensembles.cli import user_errors_exit
 from ticket_ensembles.config import register_configs
 from ticket_ensembles.data import load_raw_glue
-from ticket_ensembles.errors import UserError
 from ticket_ensembles.masking import MaskedTraining
 from ticket_ensembles.models import load_model, load_tokenizer
 from ticket_ensembles.tasks import get_task
@@ -142,8 +140,5 @@ def report(times: dict[str, list[float]], extra: dict[str, float], args, cfg) ->
 
 
 if __name__ == "__main__":
-    try:
+    with user_errors_exit():  # e.g. no GLUE_DIR and no hub: one line and exit 2, as train.py
         main()
-    except UserError as e:  # e.g. no GLUE_DIR and no hub: one line and exit 2, as train.py
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)

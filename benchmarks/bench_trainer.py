@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,10 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ticket_ensembles.cli import EXIT_USER_ERROR
+from ticket_ensembles.cli import user_errors_exit
 from ticket_ensembles.config import register_configs
 from ticket_ensembles.data import load_text_task
-from ticket_ensembles.errors import UserError
 from ticket_ensembles.models import load_model, load_tokenizer
 from ticket_ensembles.scoring import member_metrics
 from ticket_ensembles.tasks import get_task
@@ -119,8 +117,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
+    with user_errors_exit():  # e.g. no GLUE_DIR and no hub: one line and exit 2, as train.py
         main()
-    except UserError as e:  # e.g. no GLUE_DIR and no hub: one line and exit 2, as train.py
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)

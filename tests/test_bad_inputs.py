@@ -172,13 +172,12 @@ def test_bad_input_gives_one_line_a_failure_code_and_changes_nothing(name, outco
     assert after == before
 
 
-@pytest.mark.parametrize("script", ["bench_trainer.py throughput", "bench_masking.py"])
+@pytest.mark.parametrize("script", [["bench_trainer.py", "throughput"], ["bench_masking.py"]])
 def test_a_benchmark_without_glue_files_says_so_in_one_line(script, tmp_path):
     """make bench with GLUE_DIR pointing at a folder without the files: one line and exit 2, no traceback."""
-    env = {"GLUE_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1"}
-    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script.split()[0]), *script.split()[1:]],
-                         cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True,
-                         timeout=300)
+    env = {**os.environ, "GLUE_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script[0]), *script[1:]], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert lines[-1].startswith("error: GLUE file") and "GLUE_DIR" in lines[-1] and "Traceback" not in res.stderr

@@ -16,6 +16,8 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 
+from .errors import UserError
+
 EXIT_USER_ERROR = 2
 EXIT_STOPPED = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
 _NOISE = ("full_key:", "reference_type=", "object_type=", "provider=", "Config search path",
@@ -51,6 +53,16 @@ def stop_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def user_errors_exit() -> Iterator[None]:
+    """Within the block, a UserError becomes one ``error: ...`` line on stderr and exit code 2."""
+    try:
+        yield
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
 
 
 def config_error_types() -> tuple[type[BaseException], ...]:
