@@ -5,6 +5,7 @@ import hydra
 from omegaconf import DictConfig
 
 from ticket_ensembles.cli import EXIT_STOPPED, Stopped, run_cli, stop_on_sigterm, user_errors_exit
+from ticket_ensembles.jobs import requeue_only_with_progress
 from ticket_ensembles.config import register_configs
 
 register_configs()
@@ -16,8 +17,9 @@ def main(cfg: DictConfig) -> None:
 
     check_environment()
     try:
-        # a UserError: one line, exit 2; SLURM preemption: unwind cleanly, a relaunch continues
-        with user_errors_exit(), stop_on_sigterm():
+        # a UserError: one line, exit 2; SLURM preemption: unwind cleanly, a relaunch continues;
+        # a SLURM time limit that ends before anything was saved: fail instead of requeueing
+        with user_errors_exit(), stop_on_sigterm(), requeue_only_with_progress(cfg.paths.store_dir, int(cfg.seed)):
             train(cfg)
     except Stopped as e:
         print(f"error: {e}", file=sys.stderr)

@@ -110,7 +110,11 @@ def assert_same_member(member: Path, reference: Path, resumed_after: int) -> Non
     np.testing.assert_array_equal(labels, want_labels)
     mask, ref_mask = maskio.load_mask(member / "mask.npz"), maskio.load_mask(reference / "mask.npz")
     assert mask.keys() == ref_mask.keys() and all(np.array_equal(mask[k], ref_mask[k]) for k in mask)
-    assert json.loads((member / "run.json").read_text())["resumed_after_round"] == resumed_after
+    facts, ref_facts = (json.loads((m / "run.json").read_text()) for m in (member, reference))
+    assert facts["resumed_after_round"] == resumed_after
+    # the training cost counts every round, also those of the killed run (issue 15)
+    for key in ("optimizer_steps", "flops", "rounds"):
+        assert facts[key] == ref_facts[key], key
 
 
 @pytest.mark.slow

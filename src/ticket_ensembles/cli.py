@@ -12,11 +12,14 @@ import contextlib
 import os
 import signal
 import sys
+import subprocess
 import threading
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
 
 from .errors import UserError
+from .jobs import JobFailed, in_submitit_job, job_report
 
 EXIT_USER_ERROR = 2
 EXIT_STOPPED = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
@@ -57,12 +60,24 @@ def stop_on_sigterm() -> Iterator[None]:
 
 @contextlib.contextmanager
 def user_errors_exit() -> Iterator[None]:
-    """Within the block, a UserError becomes one ``error: ...`` line on stderr and exit code 2."""
+    """Within the block, a UserError becomes one ``error: ...`` line on stderr and exit code 2.
+
+    Inside a submitit job any failure is raised again as JobFailed instead (see jobs.py): an
+    exit would leave no result file, and the launching command could not say why the job failed.
+    """
     try:
         yield
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        if in_submitit_job():
+            raise JobFailed(job_report(str(e))) from None
         sys.exit(EXIT_USER_ERROR)
+    except Exception as e:
+        if not in_submitit_job():
+            raise
+        traceback.print_exc()  # the whole story stays in the job's log
+        lines = str(e).strip().splitlines()
+        raise JobFailed(job_report(f"{type(e).__name__}: {lines[0] if lines else ''}".rstrip(": "))) from None
 
 
 def config_error_types() -> tuple[type[BaseException], ...]:
@@ -101,12 +116,23 @@ def run_cli(main: Callable[[], None]) -> None:
         main()  # the user asked for Hydra's full reports
         return
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let config errors reach us instead of Hydra's printer
+    echo = _LauncherEchoFilter(sys.stderr)
     try:
-        main()
+        with contextlib.redirect_stderr(echo):
+            main()
     except config_error_types() as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
-    except Exception as e:
+    except JobFailed as e:  # raised in a job of the sweep, handed back by the launcher
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except BaseException as e:
+        echo.release()
+        if not isinstance(e, Exception):
+            raise
+        if (refusal := sbatch_refusal(e)) is not None:
+            print(f"error: {refusal}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
         if type(e).__name__ == "UncompletedJobError":  # submitit: a job of the sweep failed
             print(f"error: {failed_job(str(e))}", file=sys.stderr)
             sys.exit(1)
@@ -117,10 +143,72 @@ def run_cli(main: Callable[[], None]) -> None:
         raise
 
 
+class _LauncherEchoFilter:
+    """sys.stderr minus the launchers' echoes of a failure that run_cli reports as one line itself.
+
+    submitit prints a refused sbatch's stderr before raising it; Hydra prints "Error executing
+    job with overrides: ..." before raising a job's error. The first is dropped; the second is
+    held back and printed only if the error is not a JobFailed (which names its job).
+    """
+
+    def __init__(self, stream):
+        self._stream, self._dropped, self.held = stream, False, ""
+
+    def write(self, text: str) -> int:
+        echo = bool(text.strip()) and all(line.startswith("sbatch: error:") for line in text.strip().splitlines())
+        if echo or (self._dropped and text == "\n"):
+            self._dropped = echo
+            return len(text)
+        self._dropped = False
+        if text.startswith("Error executing job with overrides:"):
+            self.held += text
+            return len(text)
+        self.release()
+        return self._stream.write(text)
+
+    def release(self) -> None:
+        held, self.held = self.held, ""
+        if held:
+            self._stream.write(held)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def failed_job(message: str) -> str:
-    """submitit's report of a failed job -> its last error line and where its logs are."""
+    """submitit's report of a job that left no result (killed, say) -> its last error line and its logs."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     last = lines[-1] if lines else "no output"
     last = last[len("error: "):] if last.startswith("error: ") else last
-    folder = next((os.path.dirname(w) for line in lines for w in line.split() if w.endswith("_result.pkl")), "")
+    folder = next((os.path.dirname(w) for line in lines for w in line.split()
+                   if w.endswith(("_result.pkl", "_log.out", "_log.err"))), "")
     return f"a job of the sweep failed: {last} (its logs: {folder or 'the sweep folder'}/)"
+
+
+def sbatch_refusal(error: BaseException) -> str | None:
+    """sbatch refused the sweep's jobs (submitit raises its stderr) -> one line saying what to set."""
+    cause = error.__cause__
+    if not isinstance(cause, subprocess.CalledProcessError) or "sbatch" not in os.path.basename(str(cause.cmd[0])):
+        return None
+    said = [line.split("error:", 1)[1].strip() for line in str(error).splitlines() if "error:" in line]
+    text = " ".join(said) or str(error).strip()
+    if "generic resource" in text.lower() or "gres" in text.lower():
+        return ("sbatch refused the jobs: this cluster (or partition) has no GPUs to give each job "
+                "(hydra.launcher.gpus_per_node): set hydra.launcher.gpus_per_node=0 to run on CPUs, or pick a "
+                "partition with GPUs (hydra.launcher.partition=...)")
+    if "invalid partition" in text.lower():
+        name = text.split("invalid partition specified:", 1)[-1].split()[0] if "specified:" in text else "?"
+        return (f"sbatch refused the jobs: partition {name!r} does not exist on this cluster: set "
+                f"hydra.launcher.partition to one of {existing_partitions()} (sinfo -s), or null for the default")
+    if "node configuration is not available" in text:
+        return ("sbatch refused the jobs: no node has the CPUs, memory and GPUs asked for: lower "
+                "hydra.launcher.cpus_per_task, mem_gb or gpus_per_node (sinfo -N -l shows what the nodes have)")
+    return f"sbatch refused the jobs: {said[0] if said else text}: fix the hydra.launcher settings (sbatch flags)"
+
+
+def existing_partitions() -> str:
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "the cluster's partitions"
+    return ", ".join(sorted(set(out.split()))) or "the cluster's partitions"

@@ -25,6 +25,7 @@ _ROUND = re.compile(r"^round_(\d+)\.npz$")
 # what a round depends on; paths, logging, progress bars and the overwrite switch do not
 _FINGERPRINT_KEYS = ("task", "model", "method", "trainer", "data")
 _IRRELEVANT_TRAINER_KEYS = ("progress", "log_every_steps", "num_threads", "eval_batch_size")
+ROUNDS_SAVED = 0  # by this process: a SLURM job's progress (jobs.requeue_only_with_progress)
 
 
 def chain_predecessors(seed: int, group_size: int) -> list[int]:
@@ -73,10 +74,22 @@ class RoundWork:
             self.clear()
             return None
 
-    def save(self, round_no: int, masks: pruning.Masks) -> None:
+    def save(self, round_no: int, masks: pruning.Masks, costs: dict | None = None) -> None:
+        """The mask after ``round_no``; ``costs``: the member's training so far (counted across requeues)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "fingerprint.txt").write_text(self.digest + "\n")
+        if costs is not None:  # before the mask: a round whose mask exists has its costs
+            store.write_json(self.folder / f"round_{round_no}.json", costs)
         pruning.save_masks(self.folder / f"round_{round_no}.npz", masks)
+        global ROUNDS_SAVED
+        ROUNDS_SAVED += 1
+
+    def costs(self, round_no: int) -> dict:
+        """What :meth:`save` recorded with round ``round_no`` ({} for rounds saved without it)."""
+        try:
+            return json.loads((self.folder / f"round_{round_no}.json").read_text())
+        except (OSError, ValueError):
+            return {}
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -78,7 +78,7 @@ def context_for_seed(ctx: RunContext, seed: int) -> RunContext:
     cfg = copy.deepcopy(ctx.cfg)
     cfg.seed = seed
     cfg.overwrite = False
-    return dataclasses.replace(ctx, cfg=cfg, started=time.perf_counter(), optimizer_steps=0)
+    return dataclasses.replace(ctx, cfg=cfg, started=time.perf_counter(), optimizer_steps=0, train_examples_seen=0)
 
 
 def build_ticket(ctx: RunContext) -> None:
@@ -91,22 +91,34 @@ def build_ticket(ctx: RunContext) -> None:
     coefficients, sources = coefficient_mask(ctx, params)
     work = RoundWork(ctx.method_dir, ctx.seed, fingerprint(ctx.cfg, *sources))
     done, masks = work.resume(params) or (0, pruning.full_masks(params))
+    rounds = resume_costs(ctx, work, done)
     if done:
         log.info("seed %d: resuming after pruning round %d of %d", ctx.seed, done, len(schedule))
     pruning.rewind(model, theta, masks)
-    rounds = []
     for r in range(done, len(schedule)):
         rounds.append(pruning_round(ctx, model, params, masks, coefficients, r + 1))
         masks = pruning.prune_to_fraction(params, masks, schedule[r])
         pruning.rewind(model, theta, masks)
-        work.save(r + 1, masks)
         pruned, total = pruning.count_pruned(masks), pruning.count_total(masks)
         rounds[-1] |= {"pruned_weights": pruned, "sparsity": pruned / total}
+        work.save(r + 1, masks, {"optimizer_steps": ctx.optimizer_steps,
+                                 "train_examples_seen": ctx.train_examples_seen, "rounds": rounds})
         log.info("seed %d round %d: %d of %d prunable weights pruned", ctx.seed, r + 1, pruned, total)
     with MaskedTraining(params, masks) as hooks:  # the mask held fixed, no penalty
         final = ctx.finetune(model, hooks=hooks, desc=f"seed {ctx.seed} final")
     write_ticket(ctx, model, masks, rounds, done, final.final_lr)
     work.clear()
+
+
+def resume_costs(ctx: RunContext, work: RoundWork, done: int) -> list[dict]:
+    """Count the steps and examples of the ``done`` rounds of earlier runs (requeues) as this member's own."""
+    costs = work.costs(done) if done else {}
+    if done and not costs:
+        log.warning("seed %d: rounds 1-%d were saved without their costs; optimizer_steps and FLOPs count "
+                    "only this run's training", ctx.seed, done)
+    ctx.optimizer_steps += int(costs.get("optimizer_steps", 0))
+    ctx.train_examples_seen += int(costs.get("train_examples_seen", 0))
+    return list(costs.get("rounds", []))
 
 
 def pruning_round(ctx: RunContext, model, params, masks, coefficients, round_no: int) -> dict:
