@@ -7,6 +7,7 @@
 #   scripts/slurm_cluster.sh stop             stop the daemons this script started (by pid file)
 #   scripts/slurm_cluster.sh env              the line to `eval` in a shell that uses the cluster
 #
+# SLURM_NODE_CPUS: the CPUs the node offers (default: nproc).
 # Everything lives under $SLURM_TEST_DIR (default /tmp/ticket-slurm): config, state, spool,
 # logs, pid files, munge socket, database. No systemd, no cgroups (proctrack/linuxproc,
 # task/none), nothing in /etc/slurm; clients find the cluster through SLURM_CONF.
@@ -49,7 +50,7 @@ wait_for() {  # wait_for <seconds> <what> <command...>
 
 write_slurm_conf() {  # write_slurm_conf <accounting: 1|0>
     local cpus mem acct
-    cpus=$(nproc)
+    cpus=${SLURM_NODE_CPUS:-$(nproc)}  # more than the machine has: more small jobs at once (the tests)
     mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 512 ))
     if [ "$1" = 1 ]; then
         acct="AccountingStorageType=accounting_storage/slurmdbd
@@ -67,6 +68,8 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
+# a requeued job may start again once its old credential expired (default 120 s)
+AuthInfo=cred_expire=10
 StateSaveLocation=$D/state
 SlurmdSpoolDir=$D/spool/%n
 SlurmctldPidFile=$D/run/slurmctld.pid
@@ -84,7 +87,8 @@ JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 $acct
 # fast turnaround for tests: short kill wait, frequent scheduling, jobs kept visible 5 min
-KillWait=5
+KillWait=2
+SlurmdParameters=config_overrides
 MinJobAge=300
 SchedulerParameters=sched_interval=2,bf_interval=2
 SlurmctldTimeout=30
@@ -160,8 +164,8 @@ start() {
     local before
     before=$(cat "$D/etc/slurm.conf" 2>/dev/null || true)
     write_slurm_conf $accounting
-    if alive slurmctld && [ "$before" != "$(cat "$D/etc/slurm.conf")" ]; then
-        stop_one slurmctld  # accounting switched: slurmctld reads it only at start
+    if [ "$before" != "$(cat "$D/etc/slurm.conf")" ]; then
+        stop_one slurmd; stop_one slurmctld  # e.g. accounting switched: the daemons read it only at start
     fi
     start_munge
     if [ $accounting = 1 ]; then start_mariadb; start_slurmdbd; fi
