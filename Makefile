@@ -10,10 +10,10 @@ export GLUE_DIR
 export HF_HUB_OFFLINE ?= $(if $(GLUE_DIR),1,0)
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-fast demo bench bench-agreement clean help
+.PHONY: install test test-fast test-slurm demo bench bench-agreement clean help
 
 help:
-	@echo "make install | test | demo | bench | bench-agreement | table1 | table2 | table3 | figure3 | figure4 | sst2_footnote | other_tasks | freetickets_cifar10 | freetickets_cifar100 (see README)"
+	@echo "make install | test | test-slurm | demo | bench | bench-agreement | table1 | table2 | table3 | figure3 | figure4 | sst2_footnote | other_tasks | freetickets_cifar10 | freetickets_cifar100 (see README)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ bench-agreement: install
 
 test-fast: install
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
+
+# Sweeps through the SLURM launcher on a real single-node cluster (docs/clusters.md); needs root
+# and apt-get, which install and start it (scripts/slurm_cluster.sh). Not part of `make test`.
+test-slurm: install
+	$(PY) -m pytest -q -p no:cacheprovider --durations=0 tests_slurm
 
 # Paper artefacts (multirun_sweeps/, README "Reproducing the papers"): sweep, then evaluate.
 # Resumable: run the same target again after a crash. SWEEP_ARGS adds overrides to every

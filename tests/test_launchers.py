@@ -114,3 +114,62 @@ def test_slurm_settings_reach_sbatch(tmp_path, monkeypatch):
                  "--signal=USR2@120", "--account=lab"]:
         assert f"#SBATCH {flag}" in sbatch, sbatch
     assert executor._executor.max_num_timeout == 20  # requeues on timeout / preemption
+
+
+def _sbatch_error(stderr: str) -> Exception:
+    """What submitit raises when sbatch refuses a submission (its stderr, from the CalledProcessError)."""
+    from submitit.core.utils import FailedJobError
+
+    try:
+        raise FailedJobError(stderr) from subprocess.CalledProcessError(1, ["sbatch", "/x/.submission_file.sh"])
+    except FailedJobError as e:
+        return e
+
+
+@pytest.mark.parametrize(("stderr", "says"), [
+    ("sbatch: error: Invalid generic resource (gres) specification", "set hydra.launcher.gpus_per_node=0"),
+    ("sbatch: error: invalid partition specified: gpu\nsbatch: error: Batch job submission failed: Invalid "
+     "partition name specified", "partition 'gpu' does not exist on this cluster: set hydra.launcher.partition"),
+    ("sbatch: error: Batch job submission failed: Requested node configuration is not available",
+     "lower hydra.launcher.cpus_per_task, mem_gb or gpus_per_node"),
+    ("sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
+     "Invalid account or account/partition combination specified: fix the hydra.launcher settings"),
+])
+def test_an_sbatch_refusal_is_one_line_saying_what_to_set(stderr, says, monkeypatch):
+    from ticket_ensembles import cli
+
+    monkeypatch.setattr(cli, "existing_partitions", lambda: "debug")
+    line = cli.sbatch_refusal(_sbatch_error(stderr))
+    assert says in line and "\n" not in line and line.startswith("sbatch refused the jobs: ")
+    assert cli.sbatch_refusal(RuntimeError("not sbatch")) is None
+
+
+def test_the_launchers_echoes_of_a_reported_failure_are_dropped():
+    import io
+
+    from ticket_ensembles.cli import _LauncherEchoFilter
+
+    out = io.StringIO()
+    echo = _LauncherEchoFilter(out)
+    print("sbatch: error: Invalid generic resource (gres) specification", file=echo)  # submitit's echo
+    echo.write("Error executing job with overrides: ['seed=0']\n")  # Hydra's, before a job's error
+    assert out.getvalue() == ""
+    echo.release()  # the error was not a JobFailed: Hydra's line is news after all
+    print("[HYDRA] next", file=echo)
+    assert out.getvalue() == "Error executing job with overrides: ['seed=0']\n[HYDRA] next\n"
+
+
+@pytest.mark.slow
+def test_a_failed_submitit_job_reports_its_own_error_and_logs(tmp_path):
+    """A job's UserError travels back in its result file (no sys.exit in a job): one line, exit 1."""
+    empty = tmp_path / "glue"
+    empty.mkdir()
+    res = run_script("train.py", "-m", "hydra/launcher=submitit_local", *SMALL, f"data.glue_dir={empty}",
+                     f"paths.root_dir={tmp_path}", "seed=0", timeout=300)
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    [line] = [x for x in lines if x.startswith("error:")]
+    assert line == lines[-1] and "Traceback" not in res.stderr, res.stderr[-3000:]
+    [folder] = [p for p in (tmp_path / "logs" / "multiruns").rglob(".submitit/*") if p.name.isdigit()]  # job id
+    assert line.startswith("error: job #0 (") and f"GLUE file {empty}/MRPC/train.tsv not found" in line
+    assert line.endswith(f"(its logs: {folder}/)")

@@ -76,7 +76,7 @@ def launch(glue_dir: Path, root: Path, *overrides: str, settings: list[str] = SM
 
 def job_folders(root: Path) -> list[Path]:
     """The submitit folders (one per SLURM job) of every sweep under ``root``."""
-    return sorted((root / "logs" / "multiruns").glob("*/*/.submitit/*_*"))
+    return sorted(p.parent for p in (root / "logs" / "multiruns").glob("*/*/.submitit/*/*_submitted.pkl"))
 
 
 def job_log(folder: Path) -> str:

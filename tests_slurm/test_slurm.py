@@ -77,15 +77,7 @@ def long_jobs(glue_dir, tmp_path_factory):
     proc = launch(glue_dir, root, *ACTIVE, "seed=2", "hydra.launcher.timeout_min=2",
                   "hydra.launcher.signal_delay_s=30")
 
-    def release_after_the_signal():
-        deadline = time.monotonic() + 400
-        while time.monotonic() < deadline and proc.poll() is None:
-            if any("this job is timed-out" in job_log(f) for f in job_folders(root)):
-                break
-            time.sleep(0.5)
-        held.release()
-
-    threading.Thread(target=release_after_the_signal, daemon=True).start()
+    threading.Thread(target=release_after_the_signal, args=(root, proc, held), daemon=True).start()
     out["time_limit"] = (root, proc, time.monotonic())
     # a time limit shorter than the first round: the job waits on seed 0's lock the whole time
     root = tmp_path_factory.mktemp("too_short")
@@ -100,6 +92,16 @@ def long_jobs(glue_dir, tmp_path_factory):
                 subprocess.run(["scancel", folder.name.split("_")[0]], capture_output=True, timeout=30)
     held.release()
     blocker.release()
+
+
+def release_after_the_signal(root: Path, proc: subprocess.Popen, held: HeldLock) -> None:
+    """Release ``held`` once submitit has logged the time-limit signal of the job under ``root``."""
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any("this job is timed-out" in job_log(f) for f in job_folders(root)):
+            break
+        time.sleep(0.5)
+    held.release()
 
 
 def test_a_sweep_lands_an_active_lt_chain_in_order_and_evaluate_reads_it(glue_dir, tmp_path, chain_reference):
