@@ -173,3 +173,24 @@ def test_a_failed_submitit_job_reports_its_own_error_and_logs(tmp_path):
     [folder] = [p for p in (tmp_path / "logs" / "multiruns").rglob(".submitit/*") if p.name.isdigit()]  # job id
     assert line.startswith("error: job #0 (") and f"GLUE file {empty}/MRPC/train.tsv not found" in line
     assert line.endswith(f"(its logs: {folder}/)")
+
+
+def test_without_accounting_a_job_that_left_the_queue_counts_as_ended(tmp_path, monkeypatch):
+    """slurm_state: sacct fails (no accounting), squeue lists what still runs; the rest has ended."""
+    import os
+
+    from ticket_ensembles import slurm_state
+
+    fake = {"sacct": "echo 'sacct: error: Slurm accounting storage is disabled' >&2; exit 1",
+            "squeue": "echo '31_0|RUNNING|node1'; echo '31_2|PENDING|'"}
+    for name, body in fake.items():
+        (tmp_path / name).write_text(f"#!/bin/sh\n{body}\n")
+        (tmp_path / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    code, out, _ = slurm_state.states(["31_0", "31_1", "31_2"])
+    assert code == 0
+    assert out.splitlines() == ["JobID|State|NodeList", "31_0|RUNNING|node1", "31_2|PENDING|", "31_1|ENDED|"]
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    info = SlurmInfoWatcher().read_info(out)  # what submitit makes of it
+    assert info["31_1"]["State"] == "ENDED" and info["31_0"]["State"] == "RUNNING"

@@ -176,26 +176,35 @@ def test_sbatch_refusals_are_one_line_saying_what_to_set(glue_dir, tmp_path, ove
 
 
 @pytest.mark.parametrize("accounting", [True, False], ids=["with_accounting", "without_accounting"])
-def test_a_failed_job_is_reported_in_one_line_within_a_minute(glue_dir, tmp_path, long_jobs, accounting):
+def test_failed_and_killed_jobs_are_reported_in_one_line_within_a_minute(glue_dir, tmp_path, long_jobs, accounting):
     for _, proc, _ in long_jobs.values():  # restarting slurmctld below: no job of ours in flight
         proc.wait(timeout=480)
     if not accounting:
         restart_cluster(accounting=False)
     try:
-        empty = tmp_path / "glue"
+        # a job that fails by itself (its GLUE file is missing) and one killed from outside
+        empty, failing, killed = tmp_path / "glue", tmp_path / "failing", tmp_path / "killed"
         empty.mkdir()
-        res = subprocess.run(train_args(empty, tmp_path, "seed=0"), cwd=ROOT, capture_output=True, text=True,
-                             timeout=300)
-        ended = time.time()
+        held = HeldLock(method_dir(killed, "baseline"), "seed_0")  # keeps the job waiting until it is killed
+        procs = {"failing": launch(empty, failing, "seed=0"), "killed": launch(glue_dir, killed, "seed=0")}
+        wait_until(lambda: any(starts(f) for f in job_folders(killed)), 120, "the job to start", procs["killed"])
+        subprocess.run(["scancel", job_folders(killed)[0].name], check=True, timeout=30)
+        results = {name: (*proc.communicate(timeout=300), time.time()) for name, proc in procs.items()}
+        held.release()
     finally:
         if not accounting:
             restart_cluster(accounting=True)
-    assert res.returncode == 1, res.stderr[-3000:]
-    lines = res.stderr.strip().splitlines()
-    [line] = [x for x in lines if x.startswith("error:")]
-    assert line == lines[-1] and "Traceback" not in res.stderr, res.stderr[-3000:]
-    [folder] = job_folders(tmp_path)
+    for name, root in [("failing", failing), ("killed", killed)]:
+        _, err, ended = results[name]
+        assert procs[name].returncode == 1, err[-3000:]
+        lines = err.strip().splitlines()
+        [line] = [x for x in lines if x.startswith("error:")]
+        assert line == lines[-1] and "Traceback" not in err, err[-3000:]
+        [folder] = job_folders(root)
+        job_ended = max(p.stat().st_mtime for p in folder.iterdir())
+        assert ended - job_ended < 60, f"{name}: reported {ended - job_ended:.0f} s after the job ended"
+        assert line.endswith(f"(its logs: {folder}/)"), line
+    [line] = [x for x in results["failing"][1].splitlines() if x.startswith("error:")]
     assert line.startswith("error: job #0 (") and f"GLUE file {empty}/MRPC/train.tsv not found" in line, line
-    assert line.endswith(f"(its logs: {folder}/)")
-    job_ended = max(p.stat().st_mtime for p in folder.iterdir())
-    assert ended - job_ended < 60, f"reported {ended - job_ended:.0f} s after the job ended"
+    [line] = [x for x in results["killed"][1].splitlines() if x.startswith("error:")]
+    assert line.startswith("error: a job of the sweep failed: ") and "CANCELLED" in line, line

@@ -1,4 +1,8 @@
-"""A Hydra callback that shows one progress bar for a whole multirun (with the basic launcher)."""
+"""A Hydra callback that shows one progress bar for a whole multirun (with the basic launcher).
+
+With the SLURM launcher it also lets submitit see job states on a cluster without accounting
+(ticket_ensembles.slurm_state).
+"""
 from __future__ import annotations
 
 import math
@@ -33,6 +37,10 @@ class SweepProgress(Callback):
         return {"bar": None}  # joblib/submitit pickle the callbacks into workers; a tqdm bar cannot travel
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if str(config.hydra.launcher.get("_target_", "")).endswith("SlurmLauncher"):
+            from .slurm_state import watch_without_accounting
+
+            watch_without_accounting()  # a job killed on a cluster without sacct must not hang the sweep
         if not str(config.hydra.launcher.get("_target_", "")).endswith("BasicLauncher"):
             return  # joblib/submitit run jobs in other processes: this process never sees a job end
         self.bar = tqdm(total=count_jobs(config), desc="sweep", unit="run", position=1, dynamic_ncols=True)
