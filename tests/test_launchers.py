@@ -78,6 +78,12 @@ def test_a_failed_submitit_job_is_reported_in_one_line():
     assert "\n" not in line
     assert line == ("a job of the sweep failed: unknown trainer.lr_schedule 'bogus': use linear, cosine, constant "
                     "or multistep (its logs: /runs/x/.submitit/11314/)")
+    cancelled = ("Job 41 (task: 0) with path /runs/y/.submitit/41/41_0_result.pkl\nhas not produced any output "
+                 "(state: CANCELLED by 0)\nError stream produced:\n----\n"
+                 "slurmstepd-node1: error: *** JOB 41 ON node1 CANCELLED AT 2026-12-04T14:31:40 ***\n"
+                 "srun: forcing job termination\nsrun: error: Timed out waiting for job step to complete\n")
+    assert failed_job(cancelled) == ("a job of the sweep failed: JOB 41 ON node1 CANCELLED AT 2026-12-04T14:31:40 "
+                                     "(its logs: /runs/y/.submitit/41/)")
 
 
 @pytest.mark.filterwarnings("ignore:(?s).*validated against ConfigStore schema")  # on purpose: cli.py says why

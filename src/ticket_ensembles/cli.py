@@ -178,7 +178,11 @@ class _LauncherEchoFilter:
 def failed_job(message: str) -> str:
     """submitit's report of a job that left no result (killed, say) -> its last error line and its logs."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
-    last = lines[-1] if lines else "no output"
+    # SLURM's own verdict (*** JOB 41 ON node CANCELLED AT ... ***, an oom-kill) beats srun's last words
+    verdicts = [line for line in lines if "*** JOB " in line or "oom-kill" in line or "oom_kill" in line]
+    last = (verdicts or lines or ["no output"])[-1]
+    last = last.split(" error: ", 1)[1] if " error: " in last and "slurmstepd" in last.split()[0] else last
+    last = last.strip("* ") if last.startswith("***") else last
     last = last[len("error: "):] if last.startswith("error: ") else last
     folder = next((os.path.dirname(w) for line in lines for w in line.split()
                    if w.endswith(("_result.pkl", "_log.out", "_log.err"))), "")
