@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import subprocess
+import sys
 import threading
 import traceback
 import warnings
