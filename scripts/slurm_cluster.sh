@@ -32,14 +32,21 @@ install() {
     command -v apt-get >/dev/null || die "the SLURM tests need apt-get to install ${missing[*]} (Debian/Ubuntu); install them by hand on this system"
     echo "installing ${missing[*]} with apt-get" >&2
     # policy-rc.d: the packages must not start their own services (we start ours by hand)
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-    trap 'rm -f /usr/sbin/policy-rc.d' RETURN
-    apt-get update -qq >/dev/null || die "apt-get update failed: the SLURM tests need the Debian package registry"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
-        || die "apt-get install ${missing[*]} failed"
+    local own_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && own_policy=1
+    fi
+    local rc=0
+    if ! { apt-get update -qq >/dev/null \
+           && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }; then rc=1; fi
+    [ $own_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
+    [ $rc = 0 ] || die "apt-get could not install ${missing[*]}: the SLURM tests need the Debian package registry"
 }
 
-alive() { [ -f "$D/run/$1.pid" ] && kill -0 "$(cat "$D/run/$1.pid")" 2>/dev/null; }
+comm() { case $1 in mariadb) echo mariadbd ;; *) echo "$1" ;; esac; }
+
+# the daemon's pid file names a live process of that program (not a reused pid)
+alive() { [ -f "$D/run/$1.pid" ] && [ "$(cat "/proc/$(cat "$D/run/$1.pid")/comm" 2>/dev/null)" = "$(comm "$1")" ]; }
 
 wait_for() {  # wait_for <seconds> <what> <command...>
     local secs=$1 what=$2; shift 2
@@ -102,6 +109,8 @@ EOF
 start_munge() {  # on munge's default socket, which every SLURM command uses; a running munged is kept
     alive munged && return 0
     munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1 && return 0
+    [ -f /etc/munge/munge.key ] || { mungekey --create && chown munge:munge /etc/munge/munge.key; } \
+        || die "no munge key: create one with mungekey --create"
     mkdir -p "$D/munge" /run/munge
     chown munge:munge "$D/munge" /run/munge && chmod 700 "$D/munge" && chmod 755 /run/munge
     runuser -u munge -- /usr/sbin/munged --force --pid-file="$D/munge/munged.pid" \
@@ -184,7 +193,7 @@ stop_one() {  # stop a daemon by the pid file this script wrote, and wait for it
     local f="$D/run/$1.pid" pid
     [ -f "$f" ] || return 0
     pid=$(cat "$f")
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$1"; then
         kill "$pid"
         for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
         kill -0 "$pid" 2>/dev/null && kill -9 "$pid"

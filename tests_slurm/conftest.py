@@ -1,7 +1,8 @@
 """A real single-node SLURM cluster for these tests (scripts/slurm_cluster.sh), and how to launch on it.
 
 Not part of `make test` (which runs tests/ only): `make test-slurm` runs this folder. It needs
-root and apt-get (Debian/Ubuntu) and fails with one line saying so where they are missing.
+root and apt-get (Debian/Ubuntu); where they are missing the session stops with one line saying
+so and exit code 1 (never a skip).
 """
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def _script(*args: str, env: dict | None = None) -> None:
                          env={**os.environ, **(env or {})})
     if res.returncode != 0:
         lines = [line for line in res.stderr.splitlines() if line.strip()] or [f"exit code {res.returncode}"]
-        pytest.fail(f"SLURM test cluster: {SCRIPT.name} {' '.join(args)}: {lines[-1]}", pytrace=False)
+        # one line for the whole session, not one per test: without a cluster no test can run
+        pytest.exit(f"SLURM test cluster: {SCRIPT.name} {' '.join(args)}: {lines[-1]}", returncode=1)
 
 
 def restart_cluster(accounting: bool) -> None:
@@ -47,8 +49,8 @@ def restart_cluster(accounting: bool) -> None:
 def cluster():
     """Install (once) and start the cluster; stop afterwards the daemons this session started."""
     if os.geteuid() != 0:
-        pytest.fail("the SLURM tests need root (they install and start slurmctld, slurmd, slurmdbd, munged and "
-                    "MariaDB): run make test-slurm as root", pytrace=False)
+        pytest.exit("the SLURM tests need root (they install and start slurmctld, slurmd, slurmdbd, munged and "
+                    "MariaDB): run make test-slurm as root", returncode=1)
     was_up = (CLUSTER_DIR / "run" / "slurmctld.pid").is_file()
     _script("install")
     restart_cluster(accounting=True)
