@@ -146,8 +146,21 @@ def test_a_time_limit_signals_the_job_which_is_requeued_and_completes(long_jobs,
     log = job_log(folder)
     assert "Caught signal SIGUSR2" in log and "this job is timed-out" in log, log[-3000:]
     assert starts(folder) >= 2
+    # signal_delay_s (30 s) before the 2-minute limit; SLURM may send it up to a minute early
+    started_at, signal_at = (_submitit_time(log, marker) for marker in ("Starting with", "Caught signal SIGUSR2"))
+    assert 120 - 30 - 60 <= signal_at - started_at <= 120, signal_at - started_at
     for seed, reference in chain_reference.items():  # the chain kept its order across the requeue
         assert_same(method_dir(root, "active_lt") / f"seed_{seed}", reference)
+
+
+def _submitit_time(log: str, marker: str) -> float:
+    """When submitit first logged a line with ``marker`` (its own time stamp)."""
+    import datetime as dt
+    import re
+
+    line = next(x for x in log.splitlines() if marker in x and x.startswith("submitit "))
+    stamp = re.search(r"\((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d+)\)", line)
+    return dt.datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S").timestamp() + int(stamp.group(2)) / 1000
 
 
 def test_a_time_limit_shorter_than_a_round_fails_with_what_to_set(long_jobs):
