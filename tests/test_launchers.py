@@ -200,3 +200,28 @@ def test_without_accounting_a_job_that_left_the_queue_counts_as_ended(tmp_path, 
 
     info = SlurmInfoWatcher().read_info(out)  # what submitit makes of it
     assert info["31_1"]["State"] == "ENDED" and info["31_0"]["State"] == "RUNNING"
+
+
+def test_a_time_limit_before_any_saved_round_fails_instead_of_requeueing(tmp_path, monkeypatch):
+    """jobs.requeue_only_with_progress: submitit's SIGUSR2 handler runs only if the job saved something."""
+    import os
+    import signal
+
+    from ticket_ensembles import jobs, ticket_work
+    from ticket_ensembles.errors import UserError
+
+    requeues = []
+    monkeypatch.setenv("SUBMITIT_FOLDER", str(tmp_path))  # as inside a submitit job
+    monkeypatch.setattr(jobs, "_hydra_setting", {"launcher.timeout_min": 1, "launcher.signal_delay_s": 30}.get)
+    previous = signal.signal(signal.SIGUSR2, lambda *_: requeues.append("requeue"))  # submitit's handler
+    try:
+        with pytest.raises(UserError, match=r"hydra.launcher.timeout_min=1\) ended .* before it saved a pruning"):
+            with jobs.requeue_only_with_progress(tmp_path / "store", seed=0):
+                os.kill(os.getpid(), signal.SIGUSR2)
+        assert requeues == []
+        with jobs.requeue_only_with_progress(tmp_path / "store", seed=0):
+            monkeypatch.setattr(ticket_work, "ROUNDS_SAVED", ticket_work.ROUNDS_SAVED + 1)  # a round was saved
+            os.kill(os.getpid(), signal.SIGUSR2)
+        assert requeues == ["requeue"]
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
