@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,8 +44,16 @@ def _value(item) -> object:
     return json.loads(item.value_json)
 
 
-def _key(item) -> str:
-    return "/".join(item.nested_key) if item.nested_key else item.key
+def _items(items) -> dict:
+    """Items to a dict; nested keys (a logged table's fields) become nested dicts."""
+    out: dict = {}
+    for item in items:
+        *parents, last = list(item.nested_key) or [item.key]
+        node = out
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = _value(item)
+    return out
 
 
 @dataclass
@@ -64,20 +73,31 @@ class OfflineRun:
     exit_code: int | None = None
 
 
+def finished_records(folder: Path, wait_s: float = 20.0) -> list[pb.Record]:
+    """The records once the run's exit record is on disk: wandb-core flushes the file a moment
+    after ``run.finish()`` returns."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = records(next(folder.glob("run-*.wandb")))
+        if any(r.WhichOneof("record_type") == "exit" for r in found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
 def read_run(folder: Path) -> OfflineRun:
     run = OfflineRun(folder)
-    for r in records(next(folder.glob("run-*.wandb"))):
+    for r in finished_records(folder):
         kind = r.WhichOneof("record_type")
-        if kind == "run":
-            run.name, run.group, run.job_type = r.run.display_name, r.run.run_group, r.run.job_type
-            run.tags = list(r.run.tags)
-            run.config |= {_key(i): _value(i) for i in r.run.config.update}
+        if kind == "run":  # later run records update only some fields
+            run.name, run.group = r.run.display_name or run.name, r.run.run_group or run.group
+            run.job_type, run.tags = r.run.job_type or run.job_type, list(r.run.tags) or run.tags
+            run.config |= _items(r.run.config.update)
         elif kind == "config":
-            run.config |= {_key(i): _value(i) for i in r.config.update}
+            run.config |= _items(r.config.update)
         elif kind == "history":
-            run.history.append({_key(i): _value(i) for i in r.history.item})
+            run.history.append(_items(r.history.item))
         elif kind == "summary":
-            run.summary |= {_key(i): _value(i) for i in r.summary.update}
+            run.summary |= _items(r.summary.update)
         elif kind == "metric":
             run.metrics[r.metric.name or r.metric.glob_name] = r.metric.step_metric
         elif kind == "artifact":

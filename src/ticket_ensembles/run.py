@@ -74,7 +74,7 @@ def _wandb_run(cfg: DictConfig, task: TaskSpec, method_name: str, seed: int, tic
                built_by: int | None):
     """The run of one member: ``<method>/seed_<s>[_ticket_<t>]`` in the group evaluation shares."""
     member = {"method": method_name, "seed": seed, "ticket": ticket, "phase": "train", "built_by": built_by}
-    config = OmegaConf.to_container(cfg, resolve=True) | {"seed": seed, "member": member}
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True) | {"seed": seed, "member": member}
     tags = [method_name, f"seed_{seed}", "train"] + ([] if ticket is None else [f"ticket_{ticket}"])
     tags += [] if built_by is None else ["predecessor"]  # built inside the run of seed built_by (active_lt)
     group = wandb_group(cfg.logger, cfg.experiment_name, task.name, store.model_folder(cfg.model))
