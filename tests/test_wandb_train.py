@@ -68,3 +68,18 @@ def _check_history(run) -> None:
     assert [h[loggers.STEP] for h in eval_rows] == [2, 4, 6, 8]  # eval_every_steps=2 and each finetune's end
     assert {"eval/f1", "eval/loss"} <= set(eval_rows[0]) and eval_rows[0]["eval/loss"] > 0
     assert not any(k.startswith("seed") or k.startswith("dev/") for h in run.history for k in h)
+
+
+def test_edst_tickets_are_one_run_each_on_one_step_axis(make_cfg, tmp_path):
+    cfg = make_cfg("method=freetickets", "method.variant=edst", "method.num_tickets=2", "method.exploration_epochs=0.5",
+                   "method.refinement_epochs=0.5", "trainer.log_every_steps=1", "logger=wandb", "logger.mode=offline",
+                   "logger.eval_every_steps=0")
+    train(cfg)
+    runs = {r.name: r for r in read_runs(tmp_path / "logs")}
+    assert sorted(runs) == ["freetickets_edst/seed_0_ticket_0", "freetickets_edst/seed_0_ticket_1"]
+    for ticket, steps in [(0, [1, 2, 3, 4]), (1, [5, 6])]:  # ticket 0: exploration + its refinement
+        run = runs[f"freetickets_edst/seed_0_ticket_{ticket}"]
+        assert run.config["member"]["ticket"] == ticket and f"ticket_{ticket}" in run.tags
+        assert [h[loggers.STEP] for h in run.history if "train/loss" in h] == steps
+        assert [h[loggers.STEP] for h in run.history if "eval/accuracy" in h] == steps[1::2]  # each phase's end
+        assert run.summary[loggers.STEP] == steps[-1] and "eval/accuracy" in run.summary
