@@ -63,6 +63,7 @@ def init_wandb(logger_cfg, *, job_type: str, group: str, name: str, config: dict
     """Start a W&B run (None when ``logger.name`` is not ``wandb``); offline if the server is unreachable."""
     if not wandb_on(logger_cfg):
         return None
+    os.environ.setdefault("WANDB_SILENT", "true")  # our own line says mode and folder (WANDB_SILENT=false: wandb's)
     import wandb
 
     if os.environ.get("WANDB_MODE") == "":
@@ -70,12 +71,14 @@ def init_wandb(logger_cfg, *, job_type: str, group: str, name: str, config: dict
     mode = wandb_mode(logger_cfg.mode)
     if mode not in _MODES:
         raise UserError(f"logger.mode={mode!r} is not a W&B mode: use one of {', '.join(_MODES)}")
+    timeout = float(logger_cfg.init_timeout)
+    if not timeout > 0:
+        raise UserError(f"logger.init_timeout={logger_cfg.init_timeout} must be a positive number of seconds")
     if dir:
         Path(dir).mkdir(parents=True, exist_ok=True)
     kwargs = dict(project=logger_cfg.project, entity=logger_cfg.entity, group=group, name=name,
                   job_type=job_type, config=config, tags=[*logger_cfg.tags, *tags], dir=dir, reinit="create_new")
     server = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
-    timeout = float(logger_cfg.init_timeout)
     if mode != "online" or server not in _unreachable:
         try:
             run = wandb.init(mode=mode, settings=wandb.Settings(init_timeout=timeout, silent=True), **kwargs)
