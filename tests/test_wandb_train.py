@@ -6,6 +6,7 @@ import json
 import logging
 import socket
 
+import numpy as np
 import pytest
 
 from ticket_ensembles import loggers, store
@@ -70,16 +71,21 @@ def _check_history(run) -> None:
     assert not any(k.startswith("seed") or k.startswith("dev/") for h in run.history for k in h)
 
 
-def test_edst_tickets_are_one_run_each_on_one_step_axis(make_cfg, tmp_path):
-    cfg = make_cfg("method=freetickets", "method.variant=edst", "method.num_tickets=2", "method.exploration_epochs=0.5",
-                   "method.refinement_epochs=0.5", "trainer.log_every_steps=1", "logger=wandb", "logger.mode=offline",
-                   "logger.eval_every_steps=0")
-    train(cfg)
+def test_edst_tickets_are_one_run_each_on_one_step_axis_and_train_as_without_wandb(make_cfg, tmp_path):
+    edst = ["method=freetickets", "method.variant=edst", "method.num_tickets=2", "method.exploration_epochs=0.5",
+            "method.refinement_epochs=0.5", "trainer.log_every_steps=1"]
+    train(make_cfg(*edst, "logger=wandb", "logger.mode=offline", "logger.eval_every_steps=1"))
+    train(make_cfg(*edst, root=tmp_path / "off"))
+    for ticket in (0, 1):  # dev passes between steps leave the training (dropout noise included) as it was
+        on, off = (root / "store" / "mrpc" / "minilm_l6_L1" / "freetickets_edst" / f"seed_0_ticket_{ticket}"
+                   for root in (tmp_path, tmp_path / "off"))
+        assert np.array_equal(store.read_predictions(on / "predictions.npz")[0],
+                              store.read_predictions(off / "predictions.npz")[0])
     runs = {r.name: r for r in read_runs(tmp_path / "logs")}
     assert sorted(runs) == ["freetickets_edst/seed_0_ticket_0", "freetickets_edst/seed_0_ticket_1"]
     for ticket, steps in [(0, [1, 2, 3, 4]), (1, [5, 6])]:  # ticket 0: exploration + its refinement
         run = runs[f"freetickets_edst/seed_0_ticket_{ticket}"]
         assert run.config["member"]["ticket"] == ticket and f"ticket_{ticket}" in run.tags
         assert [h[loggers.STEP] for h in run.history if "train/loss" in h] == steps
-        assert [h[loggers.STEP] for h in run.history if "eval/accuracy" in h] == steps[1::2]  # each phase's end
+        assert [h[loggers.STEP] for h in run.history if "eval/accuracy" in h] == steps
         assert run.summary[loggers.STEP] == steps[-1] and "eval/accuracy" in run.summary

@@ -65,7 +65,8 @@ class RunContext:
 
     def dev_scores(self, model) -> dict[str, float]:
         """The task's metrics and the loss (NLL; regression: MSE) per eval split, for the dashboard."""
-        predictions = self.predict_all(model)
+        with torch.random.fork_rng():  # a DataLoader draws from torch's RNG: keep training's dropout noise as is
+            predictions = self.predict_all(model)
         out = self.split_metrics(predictions)
         for split, logits in predictions.items():
             out[self._prefix(split) + "loss"] = dev_loss(self.task, logits, self.data.labels(split))
