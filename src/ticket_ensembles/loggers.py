@@ -45,7 +45,8 @@ def _has_api_key() -> bool:
 
 
 def wandb_on(logger_cfg) -> bool:
-    return logger_cfg is not None and logger_cfg.name == "wandb"
+    """logger=wandb in a mode that records something (``disabled`` costs nothing, as logger=none)."""
+    return logger_cfg is not None and logger_cfg.name == "wandb" and wandb_mode(logger_cfg.mode) != "disabled"
 
 
 def wandb_group(logger_cfg, experiment: str, task: str, model: str) -> str:
@@ -164,6 +165,8 @@ class RunLogger:
     def after_step(self, step: int, total: int, *, loss, lr: float, epoch: float, grad_norm=None) -> None:
         """Called by the training loop after each optimizer step: train/* and dev evaluations when due."""
         ft = self._ft
+        if self.run is None:
+            return  # nothing to log to: no dev pass either
         if step % ft.log_every == 0 or step == total:
             now = time.perf_counter()
             metrics = {"train/loss": loss.item(), "train/learning_rate": float(lr), "train/epoch": float(epoch),
