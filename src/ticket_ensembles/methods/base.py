@@ -76,9 +76,6 @@ class RunContext:
         return {split: predict(model, ds, self.cfg.trainer, self.data.collate_fn)
                 for split, ds in self.data.evals.items()}
 
-    def evaluate(self, model) -> dict[str, float]:
-        return self.split_metrics(self.predict_all(model))
-
     def split_metrics(self, predictions: dict[str, Any]) -> dict[str, float]:
         """The task's metrics per eval split; the first split's keys carry no prefix."""
         out = {}
