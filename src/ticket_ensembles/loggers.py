@@ -169,8 +169,9 @@ class RunLogger:
             return  # nothing to log to: no dev pass either
         if step % ft.log_every == 0 or step == total:
             now = time.perf_counter()
+            speed = (step - ft.last_step) * ft.batch_size / max(now - ft.last_time, 1e-9)
             metrics = {"train/loss": loss.item(), "train/learning_rate": float(lr), "train/epoch": float(epoch),
-                       "train/samples_per_second": (step - ft.last_step) * ft.batch_size / max(now - ft.last_time, 1e-9)}
+                       "train/samples_per_second": speed}
             if grad_norm is not None:  # computed only when trainer.max_grad_norm clips
                 metrics["train/grad_norm"] = float(grad_norm)
             self.log(metrics, ft.base + step)

@@ -78,8 +78,9 @@ def _wandb_run(cfg: DictConfig, task: TaskSpec, method_name: str, seed: int, tic
     tags = [method_name, f"seed_{seed}", "train"] + ([] if ticket is None else [f"ticket_{ticket}"])
     tags += [] if built_by is None else ["predecessor"]  # built inside the run of seed built_by (active_lt)
     group = wandb_group(cfg.logger, cfg.experiment_name, task.name, store.model_folder(cfg.model))
-    return init_wandb(cfg.logger, job_type="train", group=group, name=f"{method_name}/{store.member_name(seed, ticket)}",
-                      config=config, tags=tuple(tags), dir=cfg.paths.log_dir)
+    name = f"{method_name}/{store.member_name(seed, ticket)}"
+    return init_wandb(cfg.logger, job_type="train", group=group, name=name, config=config, tags=tuple(tags),
+                      dir=cfg.paths.log_dir)
 
 
 def check_environment() -> None:

@@ -131,7 +131,8 @@ def finetune(model: torch.nn.Module, train_ds, cfg, seed: int, *, collate_fn: Ca
             lr_trace.append(scheduler.get_last_lr()[0])
             bar.update(1)
             if logger is not None:  # W&B on (loggers.RunLogger): train/* and dev evaluations when due
-                logger.after_step(step, total, loss=loss, lr=lr_trace[-1], epoch=step / len(loader), grad_norm=grad_norm)
+                logger.after_step(step, total, loss=loss, lr=lr_trace[-1], epoch=step / len(loader),
+                                  grad_norm=grad_norm)
             if step >= total:
                 break
         if on_epoch_end is not None and step < total:

@@ -153,9 +153,9 @@ def _check_labels(task: TaskSpec, labels: np.ndarray, path: Path) -> np.ndarray:
     valid = np.issubdtype(labels.dtype, np.number) and np.isfinite(labels).all() and (labels == np.round(labels)).all()
     bad = labels[~np.isin(labels, np.arange(task.num_labels))] if valid else labels[:1]
     if len(bad):
-        raise EvaluationError(f"{path} holds label {bad.tolist()[0]!r}, outside task {task.name}'s classes 0..{task.num_labels - 1} "
-                              "(-1 marks an unlabeled GLUE test file): rebuild the member from a labeled split, "
-                              "or move it out of the store")
+        raise EvaluationError(f"{path} holds label {bad.tolist()[0]!r}, outside task {task.name}'s classes "
+                              f"0..{task.num_labels - 1} (-1 marks an unlabeled GLUE test file): rebuild the member "
+                              "from a labeled split, or move it out of the store")
     return labels.astype(np.int64)
 
 

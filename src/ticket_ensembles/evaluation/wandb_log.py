@@ -56,7 +56,8 @@ def log_report(cfg, report, out: Path) -> None:
 
     try:
         run.summary.update(summary_metrics(report))
-        run.log(_tables(wandb, run, report, cfg.experiment_name) | {p.stem: wandb.Image(str(p)) for p in sorted(out.glob("*.png"))})
+        images = {p.stem: wandb.Image(str(p)) for p in sorted(out.glob("*.png"))}  # figure3, figure4_<method>
+        run.log(_tables(wandb, run, report, cfg.experiment_name) | images)
         artifact = wandb.Artifact(_artifact_name("report", cfg.experiment_name, task, model), type="evaluation")
         artifact.add_dir(str(out))
         run.log_artifact(artifact)
