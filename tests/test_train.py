@@ -123,4 +123,5 @@ def test_wandb_without_a_key_goes_offline_by_itself(glue_dir, tmp_path, monkeypa
     assert res.returncode == 0, res.stderr[-2000:]
     runs = list((tmp_path / "logs" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
+    assert f"W&B offline: run baseline/seed_0 (train) in {runs[0]}" in res.stdout  # one line: mode and folder
     assert store.is_complete(tmp_path / "store" / "mrpc" / "minilm_l6_L1" / "baseline" / "seed_0")

@@ -73,8 +73,10 @@ class LoggerConfig:
     project: str = "ticket-ensembles"
     entity: Optional[str] = None
     mode: Optional[str] = None  # online | offline | disabled; None: online if a key is configured, else offline
-    group: Optional[str] = None  # default: <experiment>/<task>/<model>/<method>
+    group: Optional[str] = None  # default: <experiment>/<task>/<model folder>, training and evaluation alike
     tags: list[str] = field(default_factory=list)
+    init_timeout: float = 15.0  # seconds to reach the server; then the run is written offline (wandb sync later)
+    eval_every_steps: Optional[int] = None  # dev evaluation cadence; None: 10 per finetune; 0: at its end only
 
 
 @dataclass

@@ -118,8 +118,9 @@ def finetune(model: torch.nn.Module, train_ds, cfg, seed: int, *, collate_fn: Ca
                 if penalty is not None:
                     loss = loss + penalty
             loss.backward()
+            grad_norm = None
             if cfg.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             stepper.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -129,8 +130,9 @@ def finetune(model: torch.nn.Module, train_ds, cfg, seed: int, *, collate_fn: Ca
             loss_sum += loss.item()
             lr_trace.append(scheduler.get_last_lr()[0])
             bar.update(1)
-            if logger is not None and (step % cfg.log_every_steps == 0 or step == total):
-                logger.log({f"{desc}/loss": loss.item(), f"{desc}/lr": lr_trace[-1], f"{desc}/epoch": step / len(loader)})
+            if logger is not None:  # W&B on (loggers.RunLogger): train/* and dev evaluations when due
+                logger.after_step(step, total, loss=loss, lr=lr_trace[-1], epoch=step / len(loader),
+                                  grad_norm=grad_norm)
             if step >= total:
                 break
         if on_epoch_end is not None and step < total:
