@@ -72,8 +72,8 @@ def run_hf_trainer(cfg, data, seed: int, steps: int | None = None) -> tuple[floa
             max_steps=steps or -1, learning_rate=t.lr, weight_decay=t.weight_decay, lr_scheduler_type="linear",
             warmup_steps=0, max_grad_norm=t.max_grad_norm, adam_epsilon=t.adam_eps, seed=seed, data_seed=seed,
             bf16=run_precision(t) == "bf16", use_cpu=not torch.cuda.is_available(),
-            train_sampling_strategy="group_by_length" if t.group_by_length else "random", report_to=[], save_strategy="no", eval_strategy="no",
-            logging_strategy="no", disable_tqdm=True, dataloader_num_workers=0,
+            train_sampling_strategy="group_by_length" if t.group_by_length else "random", report_to=[],
+            save_strategy="no", eval_strategy="no", logging_strategy="no", disable_tqdm=True, dataloader_num_workers=0,
         )
         trainer = Trainer(model=model, args=args, train_dataset=data.train, data_collator=data.collate_fn)
         start = time.perf_counter()
@@ -151,7 +151,8 @@ def main() -> None:
     result["wall_s"] = round(time.perf_counter() - started, 1)
     result["machine"] = machine()
     tag = args.compare if args.mode == "agreement" else "ours_vs_trainer"
-    out = ROOT / "bench_results" / f"trainer_{args.mode}_{tag}_{args.precision}_L{args.layers or 6}.json"
+    seeds = "" if args.mode == "throughput" else "_seeds" + "-".join(map(str, args.seeds))
+    out = ROOT / "bench_results" / f"trainer_{args.mode}_{tag}_{args.precision}_L{args.layers or 6}{seeds}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k not in ("raw", "rows")}, indent=2))

@@ -25,6 +25,7 @@ from .errors import UserError
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class FinetuneResult:
     steps: int
