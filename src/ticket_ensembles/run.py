@@ -15,6 +15,7 @@ from .loggers import RunLogger, init_wandb, wandb_group, wandb_on
 from .methods import RunContext, get_method
 from .models import load_model, load_tokenizer
 from .tasks import TaskSpec, get_task
+from .trainer import run_precision
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ def train(cfg: DictConfig) -> list[Path]:
         if cfg.trainer.num_threads:
             torch.set_num_threads(int(cfg.trainer.num_threads))
         log.info("torch threads: %d", torch.get_num_threads())  # parallel launchers: cores / workers
+        log.info("precision: %s (trainer.precision=%s)", run_precision(cfg.trainer), getattr(cfg.trainer.precision, "value", cfg.trainer.precision))
         data, load = _task_data_and_model_loader(cfg, task)
         with _member_logger(cfg, task, method, members) as logger:
             ctx = RunContext(cfg=cfg, task=task, data=data, logger=logger, load_model=load, method_dir=mdir)

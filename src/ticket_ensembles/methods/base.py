@@ -18,7 +18,7 @@ from ..loggers import RunLogger
 from ..scoring import member_metrics
 from ..sparse.flops import examples_in_steps, finetune_examples, flops_report, profile_forward
 from ..tasks import TaskSpec, predictions_filename
-from ..trainer import FinetuneResult, count_parameters, finetune, predict
+from ..trainer import FinetuneResult, count_parameters, finetune, predict, run_precision
 
 
 @dataclass
@@ -116,6 +116,7 @@ class RunContext:
         metrics = self.split_metrics(predictions) | (extra_metrics or {})
         facts = {"seed": self.seed, "ticket": ticket, "wall_time_s": round(time.perf_counter() - self.started, 3),
                  "optimizer_steps": self.optimizer_steps, "train_examples": len(self.data.train),
+                 "precision": run_precision(self.cfg.trainer),
                  **count_parameters(model), **(extra or {})}
         if "flops" not in facts:
             facts["flops"] = self.dense_flops(model)
