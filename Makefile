@@ -30,21 +30,24 @@ TEST_WORKERS ?= 2
 test: install
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
-# The whole pipeline on a CPU in minutes (README "make demo"); DEMO_SEEDS=6 for more members.
+# The whole pipeline on a CPU in under 10 minutes (docs/demo.md); DEMO_SEEDS=6 for more members,
+# DEMO_JOBS=<n> parallel workers (default 2).
 demo: install
 	PYTHON=$(PY) bash multirun_sweeps/demo.sh
 
-# Benchmarks (not timed tests): figures go to bench_results/*.json and the README.
+# Benchmarks (not timed tests): figures go to bench_results/*.json and docs/measurements.md.
+# Precision auto: bf16 only where this CPU/GPU does it natively.
 bench: install
-	$(PY) benchmarks/bench_trainer.py throughput --precision fp32
-	$(PY) benchmarks/bench_trainer.py throughput --precision bf16
+	$(PY) benchmarks/bench_trainer.py throughput --precision auto
+	$(PY) benchmarks/bench_batching.py --precision auto
 	$(PY) benchmarks/bench_masking.py
 	$(PY) benchmarks/bench_evaluate.py
 	$(PY) benchmarks/bench_memory.py
 
-# Our loop vs transformers' Trainer on full MRPC, the paper's setting, 3 seeds (about 20 min on 2 quiet cores in bf16).
+# Length-grouped vs random batches: baseline dev accuracy on full MRPC with the paper's setting,
+# 3 seeds, MiniLM cut to 3 layers so it fits in 40 min on 2 cores of an AVX2 laptop (docs/measurements.md).
 bench-agreement: install
-	$(PY) benchmarks/bench_trainer.py agreement --precision bf16 --seeds 0 1 2
+	$(PY) benchmarks/bench_trainer.py agreement --compare grouping --precision auto --layers 3 --seeds 0 1 2
 
 test-fast: install
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests

@@ -1,14 +1,16 @@
-"""Our training loop against transformers' Trainer: throughput, and dev accuracy agreement.
+"""Our training loop against transformers' Trainer (throughput, dev accuracy), and length-grouped
+batches against random ones (dev accuracy).
 
-Same model, data, batch size, sequence length, precision, optimizer and schedule for both.
-  python benchmarks/bench_trainer.py throughput [--precision bf16] [--steps 20]
-  python benchmarks/bench_trainer.py agreement  [--seeds 0 1 2] [--precision fp32]
-Prints a markdown table and writes bench_results/trainer_<mode>.json.
+Same model, data, batch size, sequence length, precision, optimizer and schedule for both sides.
+  python benchmarks/bench_trainer.py throughput [--precision auto] [--steps 24]
+  python benchmarks/bench_trainer.py agreement  [--compare grouping|trainer] [--layers 3] [--seeds 0 1 2]
+Prints a markdown-ready summary and writes bench_results/trainer_<mode>_....json (with the CPU).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import tempfile
 import time
@@ -23,7 +25,7 @@ from ticket_ensembles.data import load_text_task
 from ticket_ensembles.models import load_model, load_tokenizer
 from ticket_ensembles.scoring import member_metrics
 from ticket_ensembles.tasks import get_task
-from ticket_ensembles.trainer import finetune, predict
+from ticket_ensembles.trainer import finetune, predict, run_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,14 +38,29 @@ def compose(overrides: list[str]):
         return hydra_compose("train", overrides=overrides)
 
 
-def run_ours(cfg, data, seed: int) -> tuple[float, torch.nn.Module]:
+def machine() -> dict:
+    """What the figures came from: CPU model and capability, native bf16, threads, versions."""
+    import platform
+    import transformers
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    return {"cpu_model": cpu, "cpus": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "native_bf16_cpu": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def run_ours(cfg, data, seed: int, steps: int | None = None) -> tuple[float, torch.nn.Module]:
     model = load_model(cfg.model, get_task(cfg.task.name), seed)
+    epochs = None if steps is None else steps / math.ceil(len(data.train) / cfg.trainer.batch_size)
     start = time.perf_counter()
-    finetune(model, data.train, cfg.trainer, seed, collate_fn=data.collate_fn)
+    finetune(model, data.train, cfg.trainer, seed, collate_fn=data.collate_fn, epochs=epochs)
     return time.perf_counter() - start, model
 
 
-def run_hf_trainer(cfg, data, seed: int) -> tuple[float, torch.nn.Module]:
+def run_hf_trainer(cfg, data, seed: int, steps: int | None = None) -> tuple[float, torch.nn.Module]:
     """transformers' Trainer with the same settings (linear decay to 0, no warmup, AdamW, clip 1.0)."""
     from transformers import Trainer, TrainingArguments
 
@@ -52,11 +69,11 @@ def run_hf_trainer(cfg, data, seed: int) -> tuple[float, torch.nn.Module]:
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
             output_dir=out, per_device_train_batch_size=t.batch_size, num_train_epochs=t.epochs,
-            learning_rate=t.lr, weight_decay=t.weight_decay, lr_scheduler_type="linear", warmup_steps=0,
-            max_grad_norm=t.max_grad_norm, adam_epsilon=t.adam_eps, seed=seed, data_seed=seed,
-            bf16=str(getattr(t.precision, "value", t.precision)) == "bf16", use_cpu=not torch.cuda.is_available(),
-            report_to=[], save_strategy="no", eval_strategy="no", logging_strategy="no",
-            disable_tqdm=True, dataloader_num_workers=0,
+            max_steps=steps or -1, learning_rate=t.lr, weight_decay=t.weight_decay, lr_scheduler_type="linear",
+            warmup_steps=0, max_grad_norm=t.max_grad_norm, adam_epsilon=t.adam_eps, seed=seed, data_seed=seed,
+            bf16=run_precision(t) == "bf16", use_cpu=not torch.cuda.is_available(),
+            train_sampling_strategy="group_by_length" if t.group_by_length else "random", report_to=[],
+            save_strategy="no", eval_strategy="no", logging_strategy="no", disable_tqdm=True, dataloader_num_workers=0,
         )
         trainer = Trainer(model=model, args=args, train_dataset=data.train, data_collator=data.collate_fn)
         start = time.perf_counter()
@@ -64,53 +81,78 @@ def run_hf_trainer(cfg, data, seed: int) -> tuple[float, torch.nn.Module]:
         return time.perf_counter() - start, trainer.model
 
 
+def base_overrides(args, *extra: str) -> list[str]:
+    return ["model=minilm_l6", f"trainer.precision={args.precision}", "trainer.progress=false", *extra,
+            *([f"model.num_layers={args.layers}"] if args.layers else [])]
+
+
 def throughput(args) -> dict:
-    n = args.steps * 32
-    cfg = compose(["model=minilm_l6", f"data.max_train_samples={n}", "trainer.epochs=1",
-                   f"trainer.precision={args.precision}", "trainer.progress=false"])
-    data = load_text_task(get_task("mrpc"), cfg.data, load_tokenizer(cfg.model), cfg.trainer.max_length)
-    run_ours(compose(["model=minilm_l6", "data.max_train_samples=64", "trainer.epochs=1", "trainer.progress=false"]), data, 0)  # warm-up
-    results = {"ours": [], "hf_trainer": []}
-    for rep in range(args.repeats):  # interleaved, so drift in machine load hits both alike
-        results["ours"].append(n / run_ours(cfg, data, rep)[0])
-        results["hf_trainer"].append(n / run_hf_trainer(cfg, data, rep)[0])
+    """Samples/s of ours and Trainer, random and length-grouped batches, ``steps`` steps on full MRPC
+    (the grouping works over the whole epoch's mega-batches, as in a real run)."""
+    cfgs = {group: compose(base_overrides(args, f"trainer.group_by_length={group}")) for group in ("false", "true")}
+    data = load_text_task(get_task("mrpc"), cfgs["false"].data, load_tokenizer(cfgs["false"].model), 128)
+    run_ours(cfgs["false"], data, 0, steps=2)  # warm-up
+    sides = {f"{name}_{'grouped' if g == 'true' else 'random'}": (fn, cfgs[g])
+             for g in ("false", "true") for name, fn in (("ours", run_ours), ("hf_trainer", run_hf_trainer))}
+    results = {k: [] for k in sides}
+    for rep in range(args.repeats):  # interleaved, so drift in machine load hits every side alike
+        for key, (fn, cfg) in sides.items():
+            results[key].append(args.steps * 32 / fn(cfg, data, rep, steps=args.steps)[0])
     med = {k: float(np.median(v)) for k, v in results.items()}
-    return {"mode": "throughput", "precision": args.precision, "samples": n, "repeats": args.repeats,
-            "samples_per_s": med, "ratio_ours_over_trainer": med["ours"] / med["hf_trainer"], "raw": results}
+    ratios = {"ours_over_trainer_random": med["ours_random"] / med["hf_trainer_random"],
+              "ours_over_trainer_grouped": med["ours_grouped"] / med["hf_trainer_grouped"],
+              "ours_grouped_over_trainer_default": med["ours_grouped"] / med["hf_trainer_random"]}
+    return {"mode": "throughput", "precision": args.precision, "precision_used": run_precision(cfgs["false"].trainer),
+            "steps": args.steps, "repeats": args.repeats, "samples_per_s": med, "ratios": ratios, "raw": results}
 
 
 def agreement(args) -> dict:
-    cfg = compose(["model=minilm_l6", "task=mrpc", f"trainer.precision={args.precision}", "trainer.progress=false"])
+    """Dev accuracy on full MRPC with the paper's setting: grouped vs random batches (ours), or ours vs Trainer."""
+    if args.compare == "grouping":
+        sides = {"random": (run_ours, compose(base_overrides(args, "trainer.group_by_length=false"))),
+                 "grouped": (run_ours, compose(base_overrides(args, "trainer.group_by_length=true")))}
+    else:
+        cfg = compose(base_overrides(args))
+        sides = {"ours": (run_ours, cfg), "hf_trainer": (run_hf_trainer, cfg)}
+    first = next(iter(sides.values()))[1]
     task = get_task("mrpc")
-    data = load_text_task(task, cfg.data, load_tokenizer(cfg.model), cfg.trainer.max_length)
-    labels = data.labels("validation")
-    rows = []
+    data = load_text_task(task, first.data, load_tokenizer(first.model), first.trainer.max_length)
+    labels, rows = data.labels("validation"), []
     for seed in args.seeds:
         row = {"seed": seed}
-        for name, fn in (("ours", run_ours), ("hf_trainer", run_hf_trainer)):
+        for name, (fn, cfg) in sides.items():
             wall, model = fn(cfg, data, seed)
             logits = predict(model, data.evals["validation"], cfg.trainer, data.collate_fn)
             row[name] = member_metrics(task, logits, labels)["accuracy"]
             row[f"{name}_s"] = round(wall, 1)
         rows.append(row)
         print(row, flush=True)
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("ours", "hf_trainer")}
-    return {"mode": "agreement", "precision": args.precision, "seeds": args.seeds, "rows": rows,
-            "mean_accuracy": mean, "difference_points": mean["ours"] - mean["hf_trainer"]}
+    a, b = sides
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in sides}
+    return {"mode": "agreement", "compare": args.compare, "precision": args.precision,
+            "precision_used": run_precision(first.trainer), "layers": args.layers or 6, "seeds": args.seeds,
+            "rows": rows, "mean_accuracy": mean, f"difference_points_{b}_minus_{a}": mean[b] - mean[a],
+            "within_one_point": abs(mean[b] - mean[a]) <= 1.0}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", choices=["throughput", "agreement"])
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--compare", default="grouping", choices=["grouping", "trainer"], help="agreement only")
+    p.add_argument("--layers", type=int, default=None, help="cut MiniLM-L6 to this many layers (default: all 6)")
+    p.add_argument("--steps", type=int, default=24)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    started = time.perf_counter()
     result = (throughput if args.mode == "throughput" else agreement)(args)
-    result["machine"] = {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()}
-    out = ROOT / "bench_results" / f"trainer_{args.mode}_{args.precision}.json"
+    result["wall_s"] = round(time.perf_counter() - started, 1)
+    result["machine"] = machine()
+    tag = args.compare if args.mode == "agreement" else "ours_vs_trainer"
+    seeds = "" if args.mode == "throughput" else "_seeds" + "-".join(map(str, args.seeds))
+    out = ROOT / "bench_results" / f"trainer_{args.mode}_{tag}_{args.precision}_L{args.layers or 6}{seeds}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k not in ("raw", "rows")}, indent=2))

@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
 # make demo: all six methods on real MRPC (GLUE_DIR, else the hub) with the real pretrained
-# all-MiniLM-L6-v2 from its pip package, DEMO_SEEDS seeds each in two groups, then evaluate.
-# Offline. Resumable like every sweep: run it again and only missing members are trained.
+# all-MiniLM-L6-v2 from its pip package (cut to 3 layers), DEMO_SEEDS seeds each in two groups,
+# then evaluate. Offline. Each sweep runs DEMO_JOBS (2) parallel workers (hydra/launcher=joblib,
+# one thread each on 2 cores). First prints an estimate of its own duration on this machine.
+# Resumable like every sweep: run it again and only missing members are trained.
 source "$(dirname "$0")/common.sh"
 SEEDS="${DEMO_SEEDS:-4}"
+JOBS="${DEMO_JOBS:-2}"
 HALF=$((SEEDS / 2))
 EVAL_GROUPS="[[$(seq -s, 0 $((HALF - 1)))],[$(seq -s, $HALF $((SEEDS - 1)))]]"
-TICKETS=(method.epochs_per_round=0.25 "method.group_size=$HALF")
+ROUND_EPOCHS=0.25
+TICKETS=("method.epochs_per_round=$ROUND_EPOCHS" "method.group_size=$HALF")
+# the script's overrides first, then the launcher, then the user's SWEEP_ARGS (they win)
+sweep() { run "$PYTHON" train.py -m "$@" hydra/launcher=joblib "hydra.launcher.n_jobs=$JOBS" "${SWEEP_EXTRA[@]}"; }
 
+run "$PYTHON" multirun_sweeps/demo_estimate.py --seeds "$SEEDS" --jobs "$JOBS" --round-epochs "$ROUND_EPOCHS" \
+    "${SWEEP_EXTRA[@]}"
 sweep experiment=demo method=baseline,bagging "seed=range($SEEDS)"
 # one sweep per ticket method: method.* overrides must name a method the base config has
 sweep experiment=demo method=base_lt "seed=range($SEEDS)" "${TICKETS[@]}"
 sweep experiment=demo method=random_lt "seed=range($SEEDS)" "${TICKETS[@]}"
 sweep experiment=demo method=active_lt "seed=$((HALF - 1)),$((SEEDS - 1))" "${TICKETS[@]}"
 sweep experiment=demo method=freetickets method.variant=dst "seed=range($SEEDS)"
-run "$PYTHON" evaluate.py task=mrpc model=minilm_l6 "paths.root_dir=\${oc.env:TE_ROOT,.}/demo" \
+# model.num_layers as in conf/experiment/demo.yaml
+run "$PYTHON" evaluate.py task=mrpc model=minilm_l6 model.num_layers=3 "paths.root_dir=\${oc.env:TE_ROOT,.}/demo" \
     "ensemble.groups=$EVAL_GROUPS" "ensemble.max_size=$HALF" logger=wandb experiment_name=demo "${EVAL_EXTRA[@]}"
 if [ -z "${DRY_RUN:-}" ]; then
     ROOT="${TE_ROOT:-.}/demo"

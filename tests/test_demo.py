@@ -26,6 +26,10 @@ def test_demo_trains_every_method_then_prints_table1_and_where_everything_is(glu
                          text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
 
+    # before training, an estimate of its own duration measured on this machine
+    assert re.search(r"^Estimated demo time on this machine: about \d+ min for 24 members \(\d+\.\d\d s per "
+                     r"training step, (fp32|bf16), \d parallel workers", res.stdout, re.M), res.stdout[:1500]
+
     members = store.list_members(tmp_path / "demo" / "store", "mrpc", "minilm_l6_L1")
     seeds = [f"seed_{s}" for s in range(4)]  # at least 4 seeds per method, in two groups
     assert {m: sorted(v) for m, v in members.items()} == {
@@ -46,7 +50,7 @@ def test_demo_trains_every_method_then_prints_table1_and_where_everything_is(glu
     assert Path(where["W&B offline run"]).name.startswith("offline-run-")
     assert Path(where["W&B offline run"]).is_dir()
 
-    # progress: a bar for the whole sweep and one for each finetune
+    # progress: a bar for the whole sweep (two parallel workers report to it) and one for each finetune
     assert re.search(r"sweep: 100%\|.*\| 8/8", res.stderr)  # baseline + bagging x 4 seeds
     for finetune in ("seed 3", "seed 3 round 1", "seed 3 final", "seed 3 dst"):  # dense, ticket, DST
         assert re.search(rf"{finetune}: +\d+%\|", res.stderr), finetune

@@ -16,6 +16,7 @@ from omegaconf import MISSING
 class Precision(str, Enum):
     fp32 = "fp32"
     bf16 = "bf16"
+    auto = "auto"  # bf16 where the hardware does bf16 natively, else fp32 (trainer.resolve_precision)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class TrainerConfig:
     max_length: int = 128
     max_grad_norm: Optional[float] = 1.0
     precision: Precision = Precision.fp32
+    group_by_length: bool = False  # text tasks: seeded batches of similar length (less padding)
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
     num_threads: Optional[int] = None  # torch intra-op threads; None: torch's default
     log_every_steps: int = 10
@@ -73,8 +75,10 @@ class LoggerConfig:
     project: str = "ticket-ensembles"
     entity: Optional[str] = None
     mode: Optional[str] = None  # online | offline | disabled; None: online if a key is configured, else offline
-    group: Optional[str] = None  # default: <experiment>/<task>/<model>/<method>
+    group: Optional[str] = None  # default: <experiment>/<task>/<model folder>, training and evaluation alike
     tags: list[str] = field(default_factory=list)
+    init_timeout: float = 15.0  # seconds to reach the server; then the run is written offline (wandb sync later)
+    eval_every_steps: Optional[int] = None  # dev evaluation cadence; None: 10 per finetune; 0: at its end only
 
 
 @dataclass

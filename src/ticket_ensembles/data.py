@@ -148,6 +148,13 @@ def tokenize_glue(raw: DatasetDict, task: TaskSpec, tokenizer, max_length: int) 
     return raw.map(encode, batched=True, remove_columns=remove, desc=None, load_from_cache_file=False)
 
 
+def example_lengths(ds) -> list[int] | None:
+    """Tokens per row, for batching by length; None for a set without ``input_ids`` (images)."""
+    if "input_ids" not in (getattr(ds, "column_names", None) or ()):
+        return None
+    return [len(ids) for ids in ds.with_format(None)["input_ids"]]
+
+
 def limit(ds, n: int | None):
     """The first ``n`` rows (``data.max_*_samples`` for small runs), in file order."""
     return ds if n is None or n >= len(ds) else ds.select(range(n))

@@ -1,4 +1,4 @@
-"""A Hydra callback that shows one progress bar for a whole multirun (with the basic launcher).
+"""A Hydra callback that shows one progress bar for a whole multirun, under any launcher.
 
 With the SLURM launcher it also lets submitit see job states on a cluster without accounting
 (ticket_ensembles.slurm_state).
@@ -6,6 +6,8 @@ With the SLURM launcher it also lets submitit see job states on a cluster withou
 from __future__ import annotations
 
 import math
+import threading
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -27,28 +29,53 @@ def count_jobs(config: DictConfig) -> int | None:
         return None
 
 
+def done_dir(config: DictConfig) -> Path:
+    """Where jobs run by other processes (joblib, submitit) mark themselves done for the bar."""
+    return Path(str(config.hydra.sweep.dir)) / ".progress"
+
+
 class SweepProgress(Callback):
-    """``hydra.callbacks.sweep_progress``: members done / members in the sweep."""
+    """``hydra.callbacks.sweep_progress``: members done / members in the sweep.
+
+    The basic launcher runs jobs in this process. Parallel launchers run them in workers, which
+    touch a file per finished job in ``<sweep dir>/.progress/``; a thread here counts them."""
 
     def __init__(self) -> None:
         self.bar: Any = None
+        self.stop: threading.Event | None = None
 
     def __getstate__(self) -> dict:
-        return {"bar": None}  # joblib/submitit pickle the callbacks into workers; a tqdm bar cannot travel
+        return {"bar": None, "stop": None}  # joblib/submitit pickle the callbacks into workers; a bar cannot travel
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if str(config.hydra.launcher.get("_target_", "")).endswith("SlurmLauncher"):
             from .slurm_state import watch_without_accounting
 
             watch_without_accounting()  # a job killed on a cluster without sacct must not hang the sweep
-        if not str(config.hydra.launcher.get("_target_", "")).endswith("BasicLauncher"):
-            return  # joblib/submitit run jobs in other processes: this process never sees a job end
         self.bar = tqdm(total=count_jobs(config), desc="sweep", unit="run", position=1, dynamic_ncols=True)
+        if not str(config.hydra.launcher.get("_target_", "")).endswith("BasicLauncher"):
+            self.stop = threading.Event()
+            threading.Thread(target=self._watch, args=(done_dir(config),), daemon=True).start()
+
+    def _watch(self, folder: Path) -> None:
+        while not self.stop.wait(0.5):
+            self._count(folder)
+
+    def _count(self, folder: Path) -> None:
+        done = len(list(folder.glob("job_*"))) if folder.is_dir() else 0
+        if done > self.bar.n:
+            self.bar.update(done - self.bar.n)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if self.bar is not None:
-            self.bar.update(1)
+            self.bar.update(1)  # the basic launcher: the job ran in this process
+        elif str(config.hydra.mode) == "RunMode.MULTIRUN":  # a worker of a parallel launcher
+            done_dir(config).mkdir(parents=True, exist_ok=True)
+            (done_dir(config) / f"job_{config.hydra.job.num}").touch()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.stop is not None:
+            self.stop.set()
+            self._count(done_dir(config))
         if self.bar is not None:
             self.bar.close()

@@ -11,10 +11,11 @@ from omegaconf import DictConfig, OmegaConf
 from . import store
 from .data import TaskData, load_text_task
 from .errors import UserError
-from .loggers import RunLogger, init_wandb
+from .loggers import RunLogger, init_wandb, wandb_group, wandb_on
 from .methods import RunContext, get_method
 from .models import load_model, load_tokenizer
 from .tasks import TaskSpec, get_task
+from .trainer import run_precision
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,9 @@ def train(cfg: DictConfig) -> list[Path]:
         if cfg.trainer.num_threads:
             torch.set_num_threads(int(cfg.trainer.num_threads))
         log.info("torch threads: %d", torch.get_num_threads())  # parallel launchers: cores / workers
+        log.info("precision: %s (trainer.precision=%s)", run_precision(cfg.trainer), getattr(cfg.trainer.precision, "value", cfg.trainer.precision))
         data, load = _task_data_and_model_loader(cfg, task)
-        with RunLogger(_wandb_run(cfg, task, method.store_name)) as logger:
+        with _member_logger(cfg, task, method, members) as logger:
             ctx = RunContext(cfg=cfg, task=task, data=data, logger=logger, load_model=load, method_dir=mdir)
             method.build(ctx)
     log.info("wrote %s", ", ".join(str(m) for m in members))
@@ -61,10 +63,26 @@ def _task_data_and_model_loader(cfg: DictConfig, task: TaskSpec) -> tuple[TaskDa
     return data, lambda seed: load_model(cfg.model, task, seed)
 
 
-def _wandb_run(cfg: DictConfig, task: TaskSpec, method_name: str):
-    group = f"{cfg.experiment_name}/{task.name}/{store.model_folder(cfg.model)}/{method_name}"
-    return init_wandb(cfg.logger, job_type="train", group=group, name=f"seed_{cfg.seed}",
-                      config=OmegaConf.to_container(cfg, resolve=True), dir=cfg.paths.log_dir)
+def _member_logger(cfg: DictConfig, task: TaskSpec, method, members: list[Path]) -> RunLogger:
+    """One W&B run per member still to build (logger=wandb), else a logger that costs nothing."""
+    if not wandb_on(cfg.logger):
+        return RunLogger()
+    todo = [key for key, path in zip(method.member_keys(), members) if cfg.overwrite or not store.is_complete(path)]
+    return RunLogger(lambda seed, ticket, built_by: _wandb_run(cfg, task, method.store_name, seed, ticket, built_by),
+                     todo, cfg.logger.eval_every_steps)
+
+
+def _wandb_run(cfg: DictConfig, task: TaskSpec, method_name: str, seed: int, ticket: int | None,
+               built_by: int | None):
+    """The run of one member: ``<method>/seed_<s>[_ticket_<t>]`` in the group evaluation shares."""
+    member = {"method": method_name, "seed": seed, "ticket": ticket, "phase": "train", "built_by": built_by}
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True) | {"seed": seed, "member": member}
+    tags = [method_name, f"seed_{seed}", "train"] + ([] if ticket is None else [f"ticket_{ticket}"])
+    tags += [] if built_by is None else ["predecessor"]  # built inside the run of seed built_by (active_lt)
+    group = wandb_group(cfg.logger, cfg.experiment_name, task.name, store.model_folder(cfg.model))
+    name = f"{method_name}/{store.member_name(seed, ticket)}"
+    return init_wandb(cfg.logger, job_type="train", group=group, name=name, config=config, tags=tuple(tags),
+                      dir=cfg.paths.log_dir)
 
 
 def check_environment() -> None:

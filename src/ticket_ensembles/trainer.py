@@ -8,6 +8,8 @@ never by copying this loop. Hooks may define:
 """
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -18,7 +20,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .data import example_lengths
 from .errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,9 +48,40 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+@functools.cache
+def native_bf16(device_type: str) -> bool:
+    """Does this hardware run bf16 matmuls natively? Asked once per process."""
+    if device_type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device_type == "cpu":  # AVX-512 bf16 / AMX; on plain AVX2 bf16 is emulated, ~40x slower than fp32
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+_warned_emulated_bf16 = False
+
+
+def resolve_precision(device: torch.device, precision) -> str:
+    """The precision actually used: ``auto`` is bf16 where the hardware does bf16 natively, else fp32."""
+    global _warned_emulated_bf16
+    name = getattr(precision, "value", precision)
+    if name == "auto":
+        return "bf16" if native_bf16(device.type) else "fp32"
+    if name == "bf16" and not native_bf16(device.type) and not _warned_emulated_bf16:
+        _warned_emulated_bf16 = True
+        log.warning("trainer.precision=bf16 on a %s without native bf16: it is emulated and much slower than "
+                    "fp32; use trainer.precision=auto or fp32", device.type.upper())
+    return name
+
+
+def run_precision(cfg) -> str:
+    """The precision a run with trainer config ``cfg`` uses on this machine (run.json, the log)."""
+    return resolve_precision(resolve_device(cfg.device), cfg.precision)
+
+
 def autocast(device: torch.device, precision: str):
-    """bf16 autocast on CPU or GPU; fp32 runs without autocast."""
-    enabled = getattr(precision, "value", precision) == "bf16"
+    """bf16 autocast on CPU or GPU; fp32 runs without autocast. ``precision`` may be auto."""
+    enabled = resolve_precision(device, precision) == "bf16"
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
@@ -84,8 +120,20 @@ def build_scheduler(optimizer, cfg, total_steps: int):
 
 
 def train_loader(train_ds, cfg, seed: int, collate_fn) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed)  # the seed fixes the data order
-    return DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=generator, collate_fn=collate_fn)
+    """Random batches (the papers'), or with ``group_by_length`` transformers' length-grouped ones:
+    shuffle, then sort within mega-batches of 50 batches. Either way the seed fixes the order."""
+    generator = torch.Generator().manual_seed(seed)
+    if not getattr(cfg, "group_by_length", False):
+        return DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=generator,
+                          collate_fn=collate_fn)
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    lengths = example_lengths(train_ds)
+    if lengths is None:
+        raise UserError("trainer.group_by_length=true needs a text task (token sequences): "
+                        "set trainer.group_by_length=false for this task")
+    sampler = LengthGroupedSampler(cfg.batch_size, lengths=lengths, generator=generator)
+    return DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate_fn)
 
 
 def finetune(model: torch.nn.Module, train_ds, cfg, seed: int, *, collate_fn: Callable | None = None,
@@ -118,8 +166,9 @@ def finetune(model: torch.nn.Module, train_ds, cfg, seed: int, *, collate_fn: Ca
                 if penalty is not None:
                     loss = loss + penalty
             loss.backward()
+            grad_norm = None
             if cfg.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             stepper.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -129,8 +178,9 @@ def finetune(model: torch.nn.Module, train_ds, cfg, seed: int, *, collate_fn: Ca
             loss_sum += loss.item()
             lr_trace.append(scheduler.get_last_lr()[0])
             bar.update(1)
-            if logger is not None and (step % cfg.log_every_steps == 0 or step == total):
-                logger.log({f"{desc}/loss": loss.item(), f"{desc}/lr": lr_trace[-1], f"{desc}/epoch": step / len(loader)})
+            if logger is not None:  # W&B on (loggers.RunLogger): train/* and dev evaluations when due
+                logger.after_step(step, total, loss=loss, lr=lr_trace[-1], epoch=step / len(loader),
+                                  grad_norm=grad_norm)
             if step >= total:
                 break
         if on_epoch_end is not None and step < total:
@@ -141,19 +191,33 @@ def finetune(model: torch.nn.Module, train_ds, cfg, seed: int, *, collate_fn: Ca
     return FinetuneResult(step, time.perf_counter() - start, lr_trace[-1], loss_sum / step, lr_trace)
 
 
+def prediction_order(eval_ds, by_length: bool = True) -> np.ndarray:
+    """Row order for prediction: longest first (batches of similar length pad little), or file order."""
+    lengths = example_lengths(eval_ds) if by_length else None
+    if lengths is None:
+        return np.arange(len(eval_ds))
+    return np.argsort(-np.asarray(lengths), kind="stable")
+
+
 @torch.no_grad()
-def predict(model: torch.nn.Module, eval_ds, cfg, collate_fn: Callable | None = None) -> np.ndarray:
-    """Logits in dataset order, float32: [N, C], or [N] for a one-output (regression) head."""
+def predict(model: torch.nn.Module, eval_ds, cfg, collate_fn: Callable | None = None,
+            by_length: bool = True) -> np.ndarray:
+    """Logits in dataset (dev-file) order, float32: [N, C], or [N] for a one-output (regression) head.
+
+    Text rows are batched by length and the logits put back in file order."""
     device = resolve_device(cfg.device)
     model.to(device).eval()
-    loader = DataLoader(eval_ds, batch_size=cfg.eval_batch_size, shuffle=False, collate_fn=collate_fn)
+    order = prediction_order(eval_ds, by_length)
+    loader = DataLoader(eval_ds, batch_size=cfg.eval_batch_size, sampler=order.tolist(), collate_fn=collate_fn)
     chunks = []
     for batch in loader:
         batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
         with autocast(device, cfg.precision):
             chunks.append(model(**batch).logits.float().cpu())
     model.train()
-    logits = torch.cat(chunks).numpy().astype(np.float32)
+    stacked = torch.cat(chunks).numpy().astype(np.float32)
+    logits = np.empty_like(stacked)
+    logits[order] = stacked  # back to file order
     return logits[:, 0] if logits.ndim == 2 and logits.shape[1] == 1 else logits
 
 

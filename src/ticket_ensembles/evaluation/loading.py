@@ -83,8 +83,10 @@ def load_store(store_dir: str | Path, task: TaskSpec, model: str, methods: list[
 def select_methods(found: dict[str, dict[str, Path]], requested: list[str] | None, root: Path) -> list[str]:
     """The methods to evaluate: the requested ones (each must be present), else all found."""
     if not found:
-        raise EvaluationError(f"no complete members under {root}: train some first (python train.py "
-                              "task=... model=... method=... seed=...) or point paths.store_dir at the store")
+        raise EvaluationError(f"no complete members under {root} (member folders <method>/seed_<s> holding the "
+                              f"{store.COMPLETE_MARKER} marker file that train.py writes last): train some first "
+                              "(python train.py task=... model=... method=... seed=...) or point paths.store_dir "
+                              "at the store")
     if requested is None:
         return list(found)
     unknown = [m for m in requested if m not in found]
@@ -110,7 +112,7 @@ def _stack_split(task: TaskSpec, split: str, method: str, names: list[str], fold
         rows.append(_check_shape(task, logits, folder / filename))
         who = f"{method}/{name}"
         if split not in labels:
-            labels[split], owners[split] = member_labels, who
+            labels[split], owners[split] = _check_labels(task, member_labels, folder / filename), who
         elif fingerprint(member_labels) != fingerprint(labels[split]):
             n, n_ref = len(member_labels), len(labels[split])
             how = f"{n} examples vs {n_ref}" if n != n_ref else f"same {n} examples, other labels or order"
@@ -137,6 +139,24 @@ def load_ood(task: TaskSpec, method: str, names: list[str], folders: list[Path])
                                   f"({sizes}): re-train the odd members with the current data.ood")
         out[ood] = np.stack(rows).astype(np.float64)
     return out
+
+
+def _check_labels(task: TaskSpec, labels: np.ndarray, path: Path) -> np.ndarray:
+    """Labels the task's metrics can score: classes 0..C-1 (GLUE test files hold -1), finite scores."""
+    labels = np.asarray(labels)
+    if task.is_regression:
+        ok = np.issubdtype(labels.dtype, np.number) and bool(np.isfinite(labels).all())
+        if not ok:
+            raise EvaluationError(f"{path} holds labels that are not finite numbers, which task {task.name} "
+                                  "cannot score: rebuild the member from a labeled split, or move it out of the store")
+        return labels
+    valid = np.issubdtype(labels.dtype, np.number) and np.isfinite(labels).all() and (labels == np.round(labels)).all()
+    bad = labels[~np.isin(labels, np.arange(task.num_labels))] if valid else labels[:1]
+    if len(bad):
+        raise EvaluationError(f"{path} holds label {bad.tolist()[0]!r}, outside task {task.name}'s classes "
+                              f"0..{task.num_labels - 1} (-1 marks an unlabeled GLUE test file): rebuild the member "
+                              "from a labeled split, or move it out of the store")
+    return labels.astype(np.int64)
 
 
 def _check_shape(task: TaskSpec, logits: np.ndarray, path: Path) -> np.ndarray:

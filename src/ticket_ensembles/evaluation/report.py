@@ -25,6 +25,7 @@ from .errors import EvaluationError
 from .loading import check_sizes, load_store, report_missing
 from .paper import display_name
 from .tables import TableSetting, fmt, fmt_p, table1, table2, table_rows
+from .wandb_log import log_report
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def evaluate(cfg) -> Path:
         write_report(report, tmp)
     log.info("report written to %s", out)
     _log_headline(report)
-    _log_wandb(cfg, report, out)
+    log_report(cfg, report, out)  # logger=wandb only
     return out
 
 
@@ -143,32 +144,3 @@ def _log_headline(report: Report) -> None:
         ps = " ".join(fmt_p(r[f"p_vs_{m}"]) for m in report.setting.compare_to)
         log.info("  %-12s %7s %7s %7s %s", display_name(method), fmt(r.single_mean), fmt(r.ens_mean),
                  fmt(r["diff"], signed=True), ps)
-
-
-def _log_wandb(cfg, report: Report, out: Path) -> None:
-    """With logger=wandb: the tables and figures to a run of job type "evaluate"."""
-    from omegaconf import OmegaConf
-
-    from ..loggers import init_wandb
-
-    task, model = report.setting.task, report.setting.model
-    run = init_wandb(cfg.logger, job_type="evaluate", group=f"{cfg.experiment_name}/{task}/{model}",
-                     name=f"evaluate/{task}/{model}", config=OmegaConf.to_container(cfg, resolve=True),
-                     dir=cfg.paths.log_dir)
-    if run is None:
-        return
-    import wandb
-
-    try:
-        tables = {name: wandb.Table(dataframe=getattr(report, name))
-                  for name in ("summary", "diversity", "combinations", "ood") if not getattr(report, name).empty}
-        images = {p.stem: wandb.Image(str(p)) for p in sorted(out.glob("*.png"))}
-        run.log(tables | images)
-        for method, r in headline_rows(report).iterrows():
-            run.summary[f"{method}/ens_{report.headline}"] = r.ens_mean
-            run.summary[f"{method}/single_{report.headline}"] = r.single_mean
-        artifact = wandb.Artifact(f"report-{task}-{model}", type="evaluation")
-        artifact.add_dir(str(out))
-        run.log_artifact(artifact)
-    finally:
-        run.finish()

@@ -1,21 +1,24 @@
 """What every method shares: θ_s, one finetune, and writing a member into the store."""
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .. import store
 from ..data import TaskData
+from ..evaluation.metrics import nll, softmax
 from ..loggers import RunLogger
 from ..scoring import member_metrics
 from ..sparse.flops import examples_in_steps, finetune_examples, flops_report, profile_forward
 from ..tasks import TaskSpec, predictions_filename
-from ..trainer import FinetuneResult, count_parameters, finetune, predict
+from ..trainer import FinetuneResult, count_parameters, finetune, predict, run_precision
 
 
 @dataclass
@@ -40,37 +43,49 @@ class RunContext:
                  desc: str = "finetune") -> FinetuneResult:
         """One finetune with the trainer config; counts steps and examples for the member's run facts."""
         train_ds = self.data.train if train_ds is None else train_ds
+        logger = self._begin_logging(model, desc)
         result = finetune(model, train_ds, self.cfg.trainer, self.seed, collate_fn=self.data.collate_fn,
-                          hooks=hooks, epochs=epochs, logger=self.logger, desc=desc,
-                          on_epoch_end=self._dev_logger(model, desc))
+                          hooks=hooks, epochs=epochs, logger=logger, desc=desc)
+        if logger is not None:
+            logger.end_finetune(result.steps)
         self.optimizer_steps += result.steps
         self.train_examples_seen += examples_in_steps(len(train_ds), self.cfg.trainer.batch_size, result.steps)
         return result
 
-    def _dev_logger(self, model, desc: str) -> Callable[[int], None] | None:
-        if self.logger.run is None:
-            return None  # dev passes between epochs cost time; only pay when someone looks
+    def _begin_logging(self, model, desc: str) -> RunLogger | None:
+        """W&B on: this finetune's train/* and eval/* go to the member's run; off: None, nothing in the loop."""
+        if not self.logger.enabled:
+            return None
+        phase = desc.removeprefix(f"seed {self.seed}").strip() or "finetune"  # methods' descs: "seed <s> <phase>"
+        found = re.fullmatch(r"round (\d+)", phase)
+        self.logger.begin_finetune(phase, round_no=int(found[1]) if found else None,
+                                   log_every=self.cfg.trainer.log_every_steps, batch_size=self.cfg.trainer.batch_size,
+                                   evaluate=lambda: self.dev_scores(model))
+        return self.logger
 
-        def log_dev(epoch: int) -> None:
-            metrics = self.evaluate(model)
-            self.logger.log({f"{desc}/dev_{k}": v for k, v in metrics.items()} | {f"{desc}/epoch": epoch})
-
-        return log_dev
+    def dev_scores(self, model) -> dict[str, float]:
+        """The task's metrics and the loss (NLL; regression: MSE) per eval split, for the dashboard."""
+        with torch.random.fork_rng():  # a DataLoader draws from torch's RNG: keep training's dropout noise as is
+            predictions = self.predict_all(model)
+        out = self.split_metrics(predictions)
+        for split, logits in predictions.items():
+            out[self._prefix(split) + "loss"] = dev_loss(self.task, logits, self.data.labels(split))
+        return out
 
     def predict_all(self, model) -> dict[str, Any]:
         return {split: predict(model, ds, self.cfg.trainer, self.data.collate_fn)
                 for split, ds in self.data.evals.items()}
 
-    def evaluate(self, model) -> dict[str, float]:
-        return self.split_metrics(self.predict_all(model))
-
     def split_metrics(self, predictions: dict[str, Any]) -> dict[str, float]:
         """The task's metrics per eval split; the first split's keys carry no prefix."""
         out = {}
         for split, logits in predictions.items():
-            prefix = "" if split == self.task.eval_splits[0] else f"{split}/"
+            prefix = self._prefix(split)
             out |= {prefix + k: v for k, v in member_metrics(self.task, logits, self.data.labels(split)).items()}
         return out
+
+    def _prefix(self, split: str) -> str:
+        return "" if split == self.task.eval_splits[0] else f"{split}/"
 
     def example_batch(self, model) -> dict:
         """Up to one training batch, collated as in training (text: padded as the trainer pads)."""
@@ -101,6 +116,7 @@ class RunContext:
         metrics = self.split_metrics(predictions) | (extra_metrics or {})
         facts = {"seed": self.seed, "ticket": ticket, "wall_time_s": round(time.perf_counter() - self.started, 3),
                  "optimizer_steps": self.optimizer_steps, "train_examples": len(self.data.train),
+                 "precision": run_precision(self.cfg.trainer),
                  **count_parameters(model), **(extra or {})}
         if "flops" not in facts:
             facts["flops"] = self.dense_flops(model)
@@ -114,8 +130,16 @@ class RunContext:
             store.write_json(tmp / "metrics.json", metrics)
             store.write_json(tmp / "run.json", facts)
             (tmp / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
-        self.logger.summary({f"dev/{k}": v for k, v in metrics.items()} | facts)
+        self.logger.member_done(self.seed, ticket, {f"eval/{k}": v for k, v in metrics.items()} | facts)
         return final
+
+
+def dev_loss(task: TaskSpec, logits, labels) -> float:
+    """The training loss on dev data: cross-entropy (mean NLL), or mean squared error for regression."""
+    logits, labels = np.asarray(logits, np.float64), np.asarray(labels)
+    if task.is_regression:
+        return float(np.mean((logits.reshape(-1) - labels) ** 2))
+    return float(nll(softmax(logits), labels))
 
 
 class Method:

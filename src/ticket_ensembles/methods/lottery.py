@@ -54,7 +54,8 @@ class LotteryTicket(Method):
             if store.is_complete(path):  # another run built it while we waited
                 return False
             log.info("active_lt seed %d needs seed %d of its chain first: building it now", ctx.seed, seed)
-            build_ticket(context_for_seed(ctx, seed))
+            with ctx.logger.for_members([(seed, None)], built_by=ctx.seed) as logger:  # its own W&B run
+                build_ticket(dataclasses.replace(context_for_seed(ctx, seed), logger=logger))
             return True
 
 
