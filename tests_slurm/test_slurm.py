@@ -185,7 +185,9 @@ def test_sbatch_refusals_are_one_line_saying_what_to_set(glue_dir, tmp_path, ove
     res = subprocess.run(train_args(glue_dir, tmp_path, "seed=0", *overrides), cwd=ROOT, capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines() == [res.stderr.strip()] and says in res.stderr, res.stderr
+    lines = res.stderr.strip().splitlines()  # the sweep's progress bar, then the error
+    assert [x for x in lines if x.startswith("error:")] == [lines[-1]] and says in lines[-1], res.stderr
+    assert "Traceback" not in res.stderr and "sbatch: error" not in res.stderr
 
 
 @pytest.mark.parametrize("accounting", [True, False], ids=["with_accounting", "without_accounting"])

@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Callable, Iterator
 
 from .errors import UserError
+from .hydra_callbacks import close_progress_bars
 from .jobs import JobFailed, in_submitit_job, job_report
 
 EXIT_USER_ERROR = 2
@@ -124,9 +125,11 @@ def run_cli(main: Callable[[], None]) -> None:
         print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except JobFailed as e:  # raised in a job of the sweep, handed back by the launcher
+        close_progress_bars()
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     except BaseException as e:
+        close_progress_bars()  # a sweep's bar would share the error's line
         echo.release()
         if not isinstance(e, Exception):
             raise

@@ -34,6 +34,15 @@ def done_dir(config: DictConfig) -> Path:
     return Path(str(config.hydra.sweep.dir)) / ".progress"
 
 
+_OPEN: list["SweepProgress"] = []  # multiruns whose bar is on screen
+
+
+def close_progress_bars() -> None:
+    """End every sweep bar on screen, so an error line printed next starts a line of its own."""
+    for progress in list(_OPEN):
+        progress.close()
+
+
 class SweepProgress(Callback):
     """``hydra.callbacks.sweep_progress``: members done / members in the sweep.
 
@@ -53,6 +62,7 @@ class SweepProgress(Callback):
 
             watch_without_accounting()  # a job killed on a cluster without sacct must not hang the sweep
         self.bar = tqdm(total=count_jobs(config), desc="sweep", unit="run", position=1, dynamic_ncols=True)
+        _OPEN.append(self)
         if not str(config.hydra.launcher.get("_target_", "")).endswith("BasicLauncher"):
             self.stop = threading.Event()
             threading.Thread(target=self._watch, args=(done_dir(config),), daemon=True).start()
@@ -77,5 +87,12 @@ class SweepProgress(Callback):
         if self.stop is not None:
             self.stop.set()
             self._count(done_dir(config))
+        self.close()
+
+    def close(self) -> None:
+        if self.stop is not None:
+            self.stop.set()
         if self.bar is not None:
             self.bar.close()
+        if self in _OPEN:
+            _OPEN.remove(self)
