@@ -37,12 +37,16 @@ class RunContext:
         return int(self.cfg.seed)
 
     def finetune(self, model, *, train_ds=None, hooks: Any = None, epochs: float | None = None,
-                 desc: str = "finetune") -> FinetuneResult:
+                 desc: str = "finetune", on_epoch_end: Callable[[int], None] | None = None,
+                 data_generator: torch.Generator | None = None) -> FinetuneResult:
         """One finetune with the trainer config; counts steps and examples for the member's run facts."""
         train_ds = self.data.train if train_ds is None else train_ds
+        dev_log = self._dev_logger(model, desc)
+        callbacks = [c for c in (dev_log, on_epoch_end) if c is not None]
         result = finetune(model, train_ds, self.cfg.trainer, self.seed, collate_fn=self.data.collate_fn,
                           hooks=hooks, epochs=epochs, logger=self.logger, desc=desc,
-                          on_epoch_end=self._dev_logger(model, desc))
+                          on_epoch_end=(lambda e: [c(e) for c in callbacks]) if callbacks else None,
+                          data_generator=data_generator)
         self.optimizer_steps += result.steps
         self.train_examples_seen += examples_in_steps(len(train_ds), self.cfg.trainer.batch_size, result.steps)
         return result
