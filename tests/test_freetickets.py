@@ -18,7 +18,7 @@ from ticket_ensembles.evaluation.costs import ensemble_cost, member_cost
 from ticket_ensembles.evaluation.ood import ensemble_ood_auroc, ood_auroc
 from ticket_ensembles.maskio import load_mask, mask_iou
 from ticket_ensembles.methods.base import RunContext
-from ticket_ensembles.methods.freetickets import MemberChoice, Phase, dense_grad_steps, trainer_overrides
+from ticket_ensembles.methods.freetickets import FreeTickets, MemberChoice, Phase, dense_grad_steps, trainer_overrides
 from ticket_ensembles.pruning import DEFAULT_PRUNABLE_PATTERNS
 from ticket_ensembles.run import train
 from ticket_ensembles.sparse.flops import examples_in_steps
@@ -155,6 +155,12 @@ def test_phase_accounting_helpers():
     assert dense_grad_steps(phases, 5) == [1, 1, 1]
     assert dense_grad_steps(phases, 0) == [0, 1, 1]
     assert dense_grad_steps([Phase(1, steps=7, jump=True)], 1) == [6]  # the jump is step 1's update
+    cfg = digits_cfg("/tmp", "method.variant=edst", "method.jump_before_first_ticket=true")
+    ctx = SimpleNamespace(cfg=cfg, data=SimpleNamespace(train=range(115)))
+    method = FreeTickets(cfg)
+    assert [p.jump for p in method.phases(ctx)] == [False, True, True, True]  # METHODS.md: M jumps
+    cfg.method.jump_before_first_ticket = False
+    assert [p.jump for p in method.phases(ctx)] == [False, False, True, True]  # the reference: M - 1
 
 
 def test_bad_settings_fail_clearly(tmp_path):

@@ -179,6 +179,7 @@ class FreeTicketsConfig(MethodConfig):
     death_rate: float = 0.5  # share of a layer's active weights dropped per update
     death_rate_schedule: DeathRateSchedule = DeathRateSchedule.cosine
     large_death_rate: float = 0.8  # edst: the jump that starts every refinement phase after the first
+    jump_before_first_ticket: bool = False  # edst: M jumps (METHODS.md's wording) instead of the reference's M - 1
     regrown_momentum: RegrownMomentum = RegrownMomentum.zero
     member_checkpoint: MemberCheckpoint = MemberCheckpoint.last  # best_val needs data.validation_fraction
     update_frequency: int = 100  # optimizer steps between topology updates; 0: fixed

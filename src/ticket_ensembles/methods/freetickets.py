@@ -80,7 +80,9 @@ class FreeTickets(Method):
             explore = OmegaConf.to_container(m.exploration_trainer)
             refine = OmegaConf.to_container(m.refinement_trainer)
             phases = [Phase(float(m.exploration_epochs), explore, writes=False)]
-            phases += [Phase(float(m.refinement_epochs), refine, jump=t > 0, ticket=t) for t in range(m.num_tickets)]
+            first = bool(m.jump_before_first_ticket)
+            phases += [Phase(float(m.refinement_epochs), refine, jump=t > 0 or first, ticket=t)
+                       for t in range(m.num_tickets)]
         n = len(ctx.data.train)
         for p in phases:
             with trainer_overrides(ctx, p.overrides):
