@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from conftest import compose_cfg
 from ticket_ensembles import store
@@ -229,10 +230,12 @@ def test_best_val_member_is_the_stored_step(tmp_path, monkeypatch):
 
     def epoch_end(self, epoch=None):
         step = self.engine.steps
-        seen[step] = (self.ctx.predict_all(self.model)["test"], self.engine.masks_numpy())
+        with torch.random.fork_rng(devices=[]):  # the test's own look must not move the data stream
+            seen[step] = (self.ctx.predict_all(self.model)["test"], self.engine.masks_numpy())
         original(self, epoch)
 
-    monkeypatch.setattr(MemberChoice, "_validation_accuracy", lambda self: next(scores))
+    score = MemberChoice._validation_accuracy
+    monkeypatch.setattr(MemberChoice, "_validation_accuracy", lambda self: score(self) * 0 + next(scores))
     monkeypatch.setattr(MemberChoice, "epoch_end", epoch_end)
     [path] = train(digits_cfg(tmp_path, "trainer.epochs=3", "seed=2"))
     facts = _facts(path)
@@ -246,5 +249,9 @@ def test_best_val_member_is_the_stored_step(tmp_path, monkeypatch):
     mask = load_mask(path / "mask.npz")
     assert all(np.array_equal(mask[n], seen[8][1][n]) for n in mask)
     assert not all(np.array_equal(mask[n], seen[12][1][n]) for n in mask)
+    # scoring the candidates does not change training: a `last` run ends with the same model
+    monkeypatch.undo()
+    [last] = train(digits_cfg(tmp_path / "last", "trainer.epochs=3", "seed=2", "method.member_checkpoint=last"))
+    np.testing.assert_array_equal(store.read_predictions(last / "predictions.npz")[0], seen[12][0])
     with pytest.raises(UserError, match="validation_fraction"):
         train(digits_cfg(tmp_path / "none", "data.validation_fraction=0"))
