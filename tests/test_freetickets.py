@@ -139,6 +139,11 @@ def test_glue_dst_sparse_finetune_from_pretrained(make_cfg):
     assert logits.shape == (64, 2)
 
 
+def test_glue_rejects_a_validation_split(make_cfg):
+    with pytest.raises(UserError, match="validation_fraction=0.1 is supported for image tasks only"):
+        train(make_cfg("method=freetickets", "data.validation_fraction=0.1", "seed=0"))
+
+
 def test_glue_edst_two_tickets(make_cfg):
     cfg = make_cfg("method=freetickets", "method.variant=edst", "method.num_tickets=2",
                    "method.exploration_epochs=1", "method.refinement_epochs=0.5", "method.growth=random", "seed=0")
