@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM ?= false
 .PHONY: install test test-fast test-slurm demo bench bench-agreement clean help
 
 help:
-	@echo "make install | test | test-slurm | demo | bench | bench-agreement | table1 | table2 | table3 | figure3 | figure4 | sst2_footnote | other_tasks | freetickets_cifar10 | freetickets_cifar100 (see README)"
+	@echo "make install | test | test-slurm | demo | bench | bench-agreement | table1 | table2 | table3 | figure3 | figure4 | sst2_footnote | other_tasks | freetickets_cifar10 | freetickets_cifar100 | freetickets_digits (see README)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,13 +64,17 @@ test-slurm: install
 SWEEPS := table1 table2 table3 figure3 figure4 sst2_footnote other_tasks
 SWEEP_HUB_OFFLINE ?= 0
 export SWEEP_ARGS EVAL_ARGS CHAIN_SEEDS
-.PHONY: $(SWEEPS) freetickets_cifar10 freetickets_cifar100
+.PHONY: $(SWEEPS) freetickets_cifar10 freetickets_cifar100 freetickets_digits
 
 $(SWEEPS): install
 	HF_HUB_OFFLINE=$(SWEEP_HUB_OFFLINE) PYTHON=$(PY) bash multirun_sweeps/$@.sh
 
 freetickets_cifar10 freetickets_cifar100: install
 	HF_HUB_OFFLINE=$(SWEEP_HUB_OFFLINE) PYTHON=$(PY) bash multirun_sweeps/freetickets_cifar.sh $(patsubst freetickets_%,%,$@)
+
+# FreeTickets' study scaled down to the offline digits on a CPU (docs/freetickets.md; ~30 min on 2 cores).
+freetickets_digits: install
+	HF_HUB_OFFLINE=1 PYTHON=$(PY) bash multirun_sweeps/freetickets_digits.sh
 
 clean:
 	rm -rf store store_sst2_prune20 logs reports outputs wandb demo .pytest_cache

@@ -10,8 +10,8 @@ task="${1:?usage: freetickets_cifar.sh cifar10|cifar100}"
 case "$task" in cifar10|cifar100) ;; *) echo "error: task must be cifar10 or cifar100, not $task" >&2; exit 2 ;; esac
 sweep experiment=dense_cifar "task=$task"
 sweep "experiment=freetickets_$task" method.variant=dst "seed=range(3)"
-# the reference EDST script regrows at random (SET)
-sweep "experiment=freetickets_$task" method.variant=edst method.growth=random seed=0
+# the reference README's EDST command regrows by gradient, as its DST command (the experiment's rigl)
+sweep "experiment=freetickets_$task" method.variant=edst seed=0
 evaluate "freetickets_$task" "task=$task" model=wrn28_10 ensemble=freetickets
 evaluate "freetickets_${task}_dense4" "task=$task" model=wrn28_10 "ensemble.methods=[baseline]" \
     "ensemble.groups=[[0,1,2,3]]" ensemble.max_size=4

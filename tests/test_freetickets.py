@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from conftest import compose_cfg
 from ticket_ensembles import store
@@ -17,7 +18,8 @@ from ticket_ensembles.evaluation import evaluate
 from ticket_ensembles.evaluation.costs import ensemble_cost, member_cost
 from ticket_ensembles.evaluation.ood import ensemble_ood_auroc, ood_auroc
 from ticket_ensembles.maskio import load_mask, mask_iou
-from ticket_ensembles.methods.freetickets import Phase, dense_grad_steps, trainer_overrides
+from ticket_ensembles.methods.base import RunContext
+from ticket_ensembles.methods.freetickets import FreeTickets, MemberChoice, Phase, dense_grad_steps, trainer_overrides
 from ticket_ensembles.pruning import DEFAULT_PRUNABLE_PATTERNS
 from ticket_ensembles.run import train
 from ticket_ensembles.sparse.flops import examples_in_steps
@@ -51,10 +53,21 @@ def test_experiment_configs_hold_the_papers_setting():
     assert (m.density, m.exploration_epochs, m.refinement_epochs, m.num_tickets) == (0.2, 150, 100, 3)
     assert m.exploration_epochs + m.num_tickets * m.refinement_epochs == 450
     assert compose_cfg("train", ["experiment=freetickets_cifar100"]).task.name == "cifar100"
+    # what the reference ran (issue 13): constant death rate, 45k/5k and best-validation members,
+    # kept momentum, decay on every parameter, its normalisation; cosine stays the GLUE default
+    for name in ("freetickets_cifar10", "freetickets_cifar100", "freetickets_digits"):
+        c = compose_cfg("train", [f"experiment={name}"])
+        assert (c.method.death_rate_schedule.value, c.method.member_checkpoint.value,
+                c.method.regrown_momentum.value) == ("constant", "best_val", "keep")
+        assert c.data.validation_fraction == 0.1 and c.trainer.decay_all_parameters and c.method.growth.value == "rigl"
+    dense = compose_cfg("train", ["experiment=dense_cifar", "task=cifar100"])
+    assert dense.data.validation_fraction == 0.1 and dense.data.image_preprocessing == "freetickets"
+    assert cfg.data.image_preprocessing == "freetickets"
+    assert compose_cfg("train", ["method=freetickets"]).method.death_rate_schedule.value == "cosine"
 
 
 def test_dst_digits_member(tmp_path):
-    [path] = train(digits_cfg(tmp_path, "seed=1"))
+    [path] = train(digits_cfg(tmp_path, "seed=1", "method.member_checkpoint=last"))
     assert path.parent.name == "freetickets_dst" and path.name == "seed_1" and store.is_complete(path)
     logits, labels = store.read_predictions(path / "predictions.npz")
     assert logits.shape == (96, 10) and set(np.unique(labels)) <= set(range(10))
@@ -64,7 +77,9 @@ def test_dst_digits_member(tmp_path):
     assert facts["dense_grad_steps"] == facts["flops"]["planned_dense_grad_steps"] == 3
     fl = facts["flops"]
     assert 0 < fl["inference_rel_dense"] < 1 and 0 < fl["train_member_rel_dense"] < 1
-    assert fl["run_examples"] == 2 * 128 and fl["members_per_run"] == 1
+    assert fl["run_examples"] == 2 * 115 and fl["members_per_run"] == 1  # 128 rows, the last 13 validate
+    assert facts["member_checkpoint"] == "last" and facts["member_step"] == facts["optimizer_steps"] == 8
+    assert facts["validation_history"] == [[8, facts["validation_accuracy"]]]
     mask = load_mask(path / "mask.npz")
     assert "conv1.weight" in mask and "fc.weight" in mask and not any("bn" in n for n in mask)
     assert sum(int(m.sum()) for m in mask.values()) / sum(m.size for m in mask.values()) == pytest.approx(facts["density"])
@@ -85,6 +100,10 @@ def test_edst_writes_num_tickets_members_with_distinct_masks(edst_store):
     assert all(f["density"] == pytest.approx(facts[0]["density"]) for f in facts)
     assert facts[-1]["dense_grad_steps"] == facts[-1]["flops"]["planned_dense_grad_steps"]
     assert facts[0]["flops"]["train_member"] == pytest.approx(facts[0]["flops"]["train_run"] / 3)
+    # M - 1 jumps: ticket 0 continues from exploration, tickets 1 and 2 start with one
+    assert [f["jumps"] for f in facts] == [[], [9], [9, 13]]
+    for f, end in zip(facts, [8, 12, 16]):  # one epoch per ticket: its one epoch end is the candidate
+        assert f["validation_history"] == [[end, f["validation_accuracy"]]] and f["member_step"] == end
 
 
 def test_edst_members_evaluate_with_ood_scores(edst_store):
@@ -120,6 +139,11 @@ def test_glue_dst_sparse_finetune_from_pretrained(make_cfg):
     assert logits.shape == (64, 2)
 
 
+def test_glue_rejects_a_validation_split(make_cfg):
+    with pytest.raises(UserError, match="validation_fraction=0.1 is supported for image tasks only"):
+        train(make_cfg("method=freetickets", "data.validation_fraction=0.1", "seed=0"))
+
+
 def test_glue_edst_two_tickets(make_cfg):
     cfg = make_cfg("method=freetickets", "method.variant=edst", "method.num_tickets=2",
                    "method.exploration_epochs=1", "method.refinement_epochs=0.5", "method.growth=random", "seed=0")
@@ -137,6 +161,12 @@ def test_phase_accounting_helpers():
     assert dense_grad_steps(phases, 5) == [1, 1, 1]
     assert dense_grad_steps(phases, 0) == [0, 1, 1]
     assert dense_grad_steps([Phase(1, steps=7, jump=True)], 1) == [6]  # the jump is step 1's update
+    cfg = digits_cfg("/tmp", "method.variant=edst", "method.jump_before_first_ticket=true")
+    ctx = SimpleNamespace(cfg=cfg, data=SimpleNamespace(train=range(115)))
+    method = FreeTickets(cfg)
+    assert [p.jump for p in method.phases(ctx)] == [False, True, True, True]  # METHODS.md: M jumps
+    cfg.method.jump_before_first_ticket = False
+    assert [p.jump for p in method.phases(ctx)] == [False, False, True, True]  # the reference: M - 1
 
 
 def test_bad_settings_fail_clearly(tmp_path):
@@ -165,3 +195,68 @@ def test_ensemble_costs_relative_to_one_dense_model(edst_store, tmp_path):
     dense.mkdir()
     (dense / "run.json").write_text(json.dumps({"seed": 0}))
     assert member_cost(dense) == {"train_rel_dense": 1.0, "inference_rel_dense": 1.0}
+
+
+def _record_phase_batches(monkeypatch):
+    """The training batches (pixel sums) of every ctx.finetune call, one list per phase."""
+    phases, original = [], RunContext.finetune
+
+    def finetune(self, model, **kw):
+        seen = []
+        handle = model.register_forward_pre_hook(
+            lambda m, args, kwargs: seen.append(round(float(kwargs["pixel_values"].sum()), 3)) if m.training else None,
+            with_kwargs=True)
+        try:
+            return original(self, model, **kw)
+        finally:
+            handle.remove()
+            phases.append(seen)
+
+    monkeypatch.setattr(RunContext, "finetune", finetune)
+    return phases
+
+
+def test_edst_phases_continue_the_data_stream(tmp_path, monkeypatch):
+    phases = _record_phase_batches(monkeypatch)
+    overrides = ["method.variant=edst", "method.num_tickets=2", "method.member_checkpoint=last", "seed=0"]
+    train(digits_cfg(tmp_path / "a", *overrides))
+    first = list(phases)
+    assert len(first) == 3 and all(len(p) == 4 for p in first)
+    assert first[1] != first[2] and first[0] != first[1]  # no phase replays another's batches
+    phases.clear()
+    train(digits_cfg(tmp_path / "b", *overrides))
+    assert phases == first  # still deterministic per seed
+
+
+def test_best_val_member_is_the_stored_step(tmp_path, monkeypatch):
+    """Scripted validation accuracies 0.5, 0.9, 0.7: the member is the model at step 8 (of 12)."""
+    scores, seen = iter([0.5, 0.9, 0.7]), {}
+    original = MemberChoice.epoch_end
+
+    def epoch_end(self, epoch=None):
+        step = self.engine.steps
+        with torch.random.fork_rng(devices=[]):  # the test's own look must not move the data stream
+            seen[step] = (self.ctx.predict_all(self.model)["test"], self.engine.masks_numpy())
+        original(self, epoch)
+
+    score = MemberChoice._validation_accuracy
+    monkeypatch.setattr(MemberChoice, "_validation_accuracy", lambda self: score(self) * 0 + next(scores))
+    monkeypatch.setattr(MemberChoice, "epoch_end", epoch_end)
+    [path] = train(digits_cfg(tmp_path, "trainer.epochs=3", "seed=2"))
+    facts = _facts(path)
+    assert facts["member_checkpoint"] == "best_val" and facts["optimizer_steps"] == 12
+    assert facts["member_step"] == 8 and facts["validation_accuracy"] == 0.9
+    assert facts["validation_history"] == [[4, 0.5], [8, 0.9], [12, 0.7]]
+    assert facts["topology_updates"] == 4  # steps 2, 4, 6, 8 (not 10: after the stored model)
+    logits, _ = store.read_predictions(path / "predictions.npz")
+    np.testing.assert_array_equal(logits, seen[8][0])
+    assert not np.array_equal(logits, seen[12][0])
+    mask = load_mask(path / "mask.npz")
+    assert all(np.array_equal(mask[n], seen[8][1][n]) for n in mask)
+    assert not all(np.array_equal(mask[n], seen[12][1][n]) for n in mask)
+    # scoring the candidates does not change training: a `last` run ends with the same model
+    monkeypatch.undo()
+    [last] = train(digits_cfg(tmp_path / "last", "trainer.epochs=3", "seed=2", "method.member_checkpoint=last"))
+    np.testing.assert_array_equal(store.read_predictions(last / "predictions.npz")[0], seen[12][0])
+    with pytest.raises(UserError, match="validation_fraction"):
+        train(digits_cfg(tmp_path / "none", "data.validation_fraction=0"))

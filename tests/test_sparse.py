@@ -32,14 +32,14 @@ def _mlp(seed: int = 0) -> nn.Module:
                          nn.Linear(32, 5))
 
 
-def _engine(rule: UpdateRule, seed: int = 0, density: float = 0.3):
+def _engine(rule: UpdateRule, seed: int = 0, density: float = 0.3, momentum: str = "zero"):
     model = _mlp(seed)
     names = sparse_parameter_names(model, [r".*"])
     params = dict(model.named_parameters())
     weights = {n: params[n] for n in names}
     dens = erk_densities({n: tuple(w.shape) for n, w in weights.items()}, density)
     masks = init_masks(weights, dens, "random", torch.Generator().manual_seed(seed))
-    return model, SparseEngine(model, masks, rule, seed=seed)
+    return model, SparseEngine(model, masks, rule, seed=seed, regrown_momentum=momentum)
 
 
 def _train(model, engine, steps: int, lr: float = 0.05, adam: bool = False):
@@ -211,3 +211,24 @@ def test_transformer_flops_add_attention_products(tiny_minilm):
     assert prof.other_flops == 4 * 16 * 16 * h
     assert prof.layer_flops["bert.encoder.layer.0.intermediate.dense.weight"] == 2 * 16 * h * 4 * h
     assert prof.layer_flops["bert.pooler.dense.weight"] == 2 * h * h  # first token only
+
+
+def test_regrown_momentum_zero_or_kept_as_the_reference():
+    """keep: inactive positions gather momentum (the reference never masks it), so a regrown
+    weight starts at 0 with it; active weights train exactly as with zero (no clipping)."""
+    runs = {}
+    for mode in ("zero", "keep"):
+        model, engine = _engine(UpdateRule(0.5, "constant", "random", 0), momentum=mode)
+        for opt, _ in _train(model, engine, 5):
+            pass
+        before = {n: m.clone() for n, m in engine.masks.items()}
+        engine.prune_and_regrow(0.5)
+        name = "3.weight"
+        grown = engine.masks[name] & ~before[name]
+        buf = opt.optimizer.state[engine.params[name]]["momentum_buffer"]
+        assert grown.any() and torch.all(engine.params[name][grown] == 0)
+        runs[mode] = (buf[grown].abs().sum().item(), [p.detach().clone() for p in model.parameters()])
+    assert runs["zero"][0] == 0 and runs["keep"][0] > 0
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(runs["zero"][1], runs["keep"][1]))
+    with pytest.raises(ValueError, match="regrown_momentum"):
+        _engine(UpdateRule(), momentum="reset")

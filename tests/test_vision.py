@@ -8,8 +8,9 @@ from omegaconf import OmegaConf
 
 from ticket_ensembles.errors import UserError
 from ticket_ensembles.tasks import get_task
-from ticket_ensembles.trainer import build_scheduler
+from ticket_ensembles.trainer import build_optimizer, build_scheduler
 from ticket_ensembles.vision import WideResNet, load_image_model, load_image_task, load_ood_set
+from ticket_ensembles.vision.data import ImageDataset, preprocessing
 
 
 def _data_cfg(**data):
@@ -105,3 +106,39 @@ def test_cosine_lr_reaches_zero_and_unknown_schedule():
     assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(UserError, match="lr_schedule"):
         build_scheduler(opt, OmegaConf.create({"lr_schedule": "step", "warmup_ratio": 0.0}), 8)
+
+
+def test_validation_fraction_holds_out_the_last_train_rows():
+    full = load_image_task(get_task("digits"), _data_cfg())
+    data = load_image_task(get_task("digits"), _data_cfg(validation_fraction=0.1))
+    assert (len(data.train), len(data.validation)) == (1293, 144) and full.validation is None
+    assert np.array_equal(data.validation["labels"], full.train["labels"][1293:])  # the reference's split
+    assert data.train.augment and not data.validation.augment
+    for bad in (1.0, -0.1):
+        with pytest.raises(UserError, match="validation_fraction"):
+            load_image_task(get_task("digits"), _data_cfg(validation_fraction=bad))
+
+
+def test_freetickets_preprocessing_std_and_reflect_padding():
+    ref = _data_cfg(image_preprocessing="freetickets")
+    source, pad = preprocessing(get_task("cifar10"), ref)
+    assert source.std == (0.2023, 0.1994, 0.2010) and pad == "reflect"
+    assert preprocessing(get_task("cifar10"), _data_cfg()) == (get_task("cifar10").image, "constant")
+    assert preprocessing(get_task("digits"), ref) == (get_task("digits").image, "constant")  # no reference
+    with pytest.raises(UserError, match="image_preprocessing"):
+        preprocessing(get_task("digits"), _data_cfg(image_preprocessing="imagenet"))
+    white = np.full((1, 1, 8, 8), 255, dtype=np.uint8)
+    torch.manual_seed(0)
+    crops = {mode: torch.stack([ImageDataset(white, np.zeros(1), get_task("digits").image, True, mode)[0]["pixel_values"]
+                                for _ in range(20)]) for mode in ("constant", "reflect")}
+    assert crops["reflect"].unique().numel() == 1 and crops["constant"].unique().numel() == 2
+
+
+def test_weight_decay_on_every_parameter_as_the_reference():
+    model = WideResNet(10, 1, 10)
+    cfg = OmegaConf.create({"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4})
+    decay, no_decay = build_optimizer(model, cfg).param_groups
+    assert no_decay["weight_decay"] == 0 and any(p.ndim == 1 for p in no_decay["params"])  # BN and biases exempt
+    cfg.decay_all_parameters = True
+    decay, no_decay = build_optimizer(model, cfg).param_groups
+    assert len(decay["params"]) == len(list(model.parameters())) and not no_decay["params"]

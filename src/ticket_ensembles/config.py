@@ -42,6 +42,10 @@ class DataConfig:
     max_train_samples: Optional[int] = None
     max_eval_samples: Optional[int] = None
     ood: Optional[str] = None  # out-of-distribution set for OoD scores (FreeTickets)
+    # image tasks: the last share of the train rows (file order) held out for validation (FreeTickets: 0.1)
+    validation_fraction: float = 0.0
+    # image tasks: standard | freetickets (the reference loaders' CIFAR-10 std and reflect padding)
+    image_preprocessing: str = "standard"
 
 
 @dataclass
@@ -63,6 +67,7 @@ class TrainerConfig:
     log_every_steps: int = 10
     progress: bool = True  # tqdm bars
     optimizer: str = "adamw"  # adamw, or sgd (FreeTickets' image setting)
+    decay_all_parameters: bool = False  # weight decay on biases and norm weights too (FreeTickets' reference)
     momentum: float = 0.9  # sgd only
     lr_schedule: str = "linear"  # linear (to exactly 0) | cosine | constant | multistep
     lr_milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # multistep: fractions of the finetune
@@ -141,6 +146,16 @@ class DeathRateSchedule(str, Enum):
     cosine = "cosine"  # decays to 0 over the run
 
 
+class MemberCheckpoint(str, Enum):
+    last = "last"  # the model at the end of its phase
+    best_val = "best_val"  # the phase's epoch end with the best validation accuracy (the reference)
+
+
+class RegrownMomentum(str, Enum):
+    zero = "zero"  # inactive weights have no optimizer state; a regrown weight starts with none
+    keep = "keep"  # the reference: inactive weights' momentum keeps taking their dense gradient
+
+
 class SparseDistribution(str, Enum):
     erk = "erk"  # Erdős–Rényi-kernel, small layers capped at dense
     uniform = "uniform"
@@ -167,7 +182,10 @@ class FreeTicketsConfig(MethodConfig):
     growth: Growth = Growth.rigl
     death_rate: float = 0.5  # share of a layer's active weights dropped per update
     death_rate_schedule: DeathRateSchedule = DeathRateSchedule.cosine
-    large_death_rate: float = 0.8  # edst: the jump that starts every refinement phase
+    large_death_rate: float = 0.8  # edst: the jump that starts every refinement phase after the first
+    jump_before_first_ticket: bool = False  # edst: M jumps (METHODS.md's wording) instead of the reference's M - 1
+    regrown_momentum: RegrownMomentum = RegrownMomentum.zero
+    member_checkpoint: MemberCheckpoint = MemberCheckpoint.last  # best_val needs data.validation_fraction
     update_frequency: int = 100  # optimizer steps between topology updates; 0: fixed
     exploration_epochs: float = 1.0  # edst
     refinement_epochs: float = 1.0  # edst, per ticket

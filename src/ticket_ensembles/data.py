@@ -24,6 +24,7 @@ class TaskData:
     evals: dict[str, Any]
     collate_fn: Callable | None
     ood: tuple[str, Any] | None = None  # (name, set) named by data.ood; image tasks only
+    validation: Any = None  # held out of train by data.validation_fraction; image tasks only
 
     def labels(self, split: str) -> np.ndarray:
         return np.asarray(self.evals[split]["labels"])
@@ -165,6 +166,9 @@ def load_text_task(task: TaskSpec, data_cfg, tokenizer, max_length: int) -> Task
 
     if data_cfg.get("ood"):  # neither paper defines a text OoD set (README: FreeTickets, OoD)
         raise UserError(f"data.ood={data_cfg.ood!r} is supported for image tasks only: unset it for {task.name}")
+    if data_cfg.get("validation_fraction"):
+        raise UserError(f"data.validation_fraction={data_cfg.validation_fraction} is supported for image tasks "
+                        f"only: unset it for {task.name}")
     raw = load_raw_glue(task, data_cfg.glue_dir, data_cfg.hub_id)
     raw["train"] = limit(raw["train"], data_cfg.max_train_samples)
     for split in task.eval_splits:

@@ -86,11 +86,13 @@ def autocast(device: torch.device, precision: str):
 
 
 def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
-    """AdamW (biases and norm weights without decay, as in BERT) or SGD with momentum."""
+    """AdamW (biases and norm weights without decay, as in BERT) or SGD with momentum;
+    ``decay_all_parameters`` decays every parameter (FreeTickets' reference optimizer)."""
     decay, no_decay = [], []
+    decay_all = bool(getattr(cfg, "decay_all_parameters", False))
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if p.ndim < 2 else decay).append(p)
+            (no_decay if p.ndim < 2 and not decay_all else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=False)
@@ -119,10 +121,11 @@ def build_scheduler(optimizer, cfg, total_steps: int):
     raise UserError(f"unknown trainer.lr_schedule {kind!r}: use linear, cosine, constant or multistep")
 
 
-def train_loader(train_ds, cfg, seed: int, collate_fn) -> DataLoader:
+def train_loader(train_ds, cfg, seed: int, collate_fn, generator: torch.Generator | None = None) -> DataLoader:
     """Random batches (the papers'), or with ``group_by_length`` transformers' length-grouped ones:
-    shuffle, then sort within mega-batches of 50 batches. Either way the seed fixes the order."""
-    generator = torch.Generator().manual_seed(seed)
+    shuffle, then sort within mega-batches of 50 batches. Either way the seed (or ``generator``, a
+    stream that runs on across EDST phases) fixes the order."""
+    generator = torch.Generator().manual_seed(seed) if generator is None else generator
     if not getattr(cfg, "group_by_length", False):
         return DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=generator,
                           collate_fn=collate_fn)
@@ -138,22 +141,27 @@ def train_loader(train_ds, cfg, seed: int, collate_fn) -> DataLoader:
 
 def finetune(model: torch.nn.Module, train_ds, cfg, seed: int, *, collate_fn: Callable | None = None,
              hooks: Any = None, epochs: float | None = None, logger: Any = None, desc: str = "finetune",
-             on_epoch_end: Callable[[int], None] | None = None) -> FinetuneResult:
-    """Train ``model`` in place for ``epochs`` (default ``cfg.epochs``) and return run facts."""
+             on_epoch_end: Callable[[int], None] | None = None,
+             data_generator: torch.Generator | None = None) -> FinetuneResult:
+    """Train ``model`` in place for ``epochs`` (default ``cfg.epochs``) and return run facts.
+
+    ``data_generator``: the shuffle draws from it and torch's global RNG (augmentation, dropout)
+    is not reseeded, so consecutive calls continue one data stream (EDST phases)."""
     device = resolve_device(cfg.device)
     epochs = cfg.epochs if epochs is None else epochs
     if cfg.batch_size < 1 or not epochs > 0:
         raise UserError(f"trainer.batch_size={cfg.batch_size} and the epochs of this finetune ({epochs}) must be "
                         "positive: fix trainer.batch_size / trainer.epochs (or the method's epochs)")
     model.to(device).train()
-    loader = train_loader(train_ds, cfg, seed, collate_fn)
+    loader = train_loader(train_ds, cfg, seed, collate_fn, data_generator)
     total = max(1, math.ceil(epochs * len(loader)))
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, total)
     stepper = hooks.wrap_optimizer(optimizer) if hasattr(hooks, "wrap_optimizer") else optimizer
     extra_loss = getattr(hooks, "extra_loss", None)
     after_step = getattr(hooks, "after_step", None)
-    torch.manual_seed(seed)  # dropout noise comes from the seed too
+    if data_generator is None:
+        torch.manual_seed(seed)  # dropout noise comes from the seed too
     start, step, loss_sum, lr_trace = time.perf_counter(), 0, 0.0, []
     bar = tqdm(total=total, desc=desc, leave=False, disable=not cfg.progress, dynamic_ncols=True)
     for epoch in range(math.ceil(epochs)):

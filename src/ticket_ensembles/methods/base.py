@@ -40,12 +40,14 @@ class RunContext:
         return int(self.cfg.seed)
 
     def finetune(self, model, *, train_ds=None, hooks: Any = None, epochs: float | None = None,
-                 desc: str = "finetune") -> FinetuneResult:
+                 desc: str = "finetune", on_epoch_end: Callable[[int], None] | None = None,
+                 data_generator: torch.Generator | None = None) -> FinetuneResult:
         """One finetune with the trainer config; counts steps and examples for the member's run facts."""
         train_ds = self.data.train if train_ds is None else train_ds
         logger = self._begin_logging(model, desc)
         result = finetune(model, train_ds, self.cfg.trainer, self.seed, collate_fn=self.data.collate_fn,
-                          hooks=hooks, epochs=epochs, logger=logger, desc=desc)
+                          hooks=hooks, epochs=epochs, logger=logger, desc=desc, on_epoch_end=on_epoch_end,
+                          data_generator=data_generator)
         if logger is not None:
             logger.end_finetune(result.steps)
         self.optimizer_steps += result.steps

@@ -2,10 +2,14 @@
 
 ``variant=dst``: one sparse run per seed, one member ``seed_<s>`` in ``freetickets_dst``.
 ``variant=edst``: one run per seed: an exploration phase, then ``num_tickets`` refinement
-phases that each start with a large prune-and-regrow jump and end with a member
-``seed_<s>_ticket_<t>`` in ``freetickets_edst``. Every member stores its mask (``mask.npz``)
-and its sparse FLOPs (``run.json``); RunContext.write_member adds ``ood_<name>.npz`` when
-``data.ood`` names a set, as for every method.
+phases, each ending with a member ``seed_<s>_ticket_<t>`` in ``freetickets_edst``. As in the
+reference (main_EDST.py lines 313-321), the first ticket continues from exploration and every
+later one starts with a large prune-and-regrow jump: M - 1 jumps. All phases draw from one
+data stream (shuffle and augmentation continue, seeded once by the run's seed), as the
+reference's one DataLoader does. A member is the phase's last model or, with
+``method.member_checkpoint=best_val``, its epoch end with the best validation accuracy.
+Every member stores its mask (``mask.npz``) and its sparse FLOPs (``run.json``);
+RunContext.write_member adds ``ood_<name>.npz`` when ``data.ood`` names a set.
 """
 from __future__ import annotations
 
@@ -67,7 +71,8 @@ class FreeTickets(Method):
         return [(seed, t) for t in range(int(self.cfg.method.num_tickets))]
 
     def phases(self, ctx: RunContext) -> list[Phase]:
-        """DST: one phase of trainer.epochs; EDST: exploration + one refinement per ticket."""
+        """DST: one phase of trainer.epochs; EDST: exploration + one refinement per ticket, each
+        but the first starting with a jump."""
         m = ctx.cfg.method
         if self.variant == "dst":
             phases = [Phase(float(ctx.cfg.trainer.epochs))]
@@ -75,7 +80,9 @@ class FreeTickets(Method):
             explore = OmegaConf.to_container(m.exploration_trainer)
             refine = OmegaConf.to_container(m.refinement_trainer)
             phases = [Phase(float(m.exploration_epochs), explore, writes=False)]
-            phases += [Phase(float(m.refinement_epochs), refine, jump=True, ticket=t) for t in range(m.num_tickets)]
+            first = bool(m.jump_before_first_ticket)
+            phases += [Phase(float(m.refinement_epochs), refine, jump=t > 0 or first, ticket=t)
+                       for t in range(m.num_tickets)]
         n = len(ctx.data.train)
         for p in phases:
             with trainer_overrides(ctx, p.overrides):
@@ -90,18 +97,91 @@ class FreeTickets(Method):
         phases = self.phases(ctx)
         engine = build_engine(model, ctx, total_steps=sum(p.steps for p in phases))
         flops = plan_flops(model, ctx, engine, phases)
+        choice = MemberChoice(ctx, model, engine)
+        stream = torch.Generator().manual_seed(ctx.seed)  # one shuffle stream over every phase
+        torch.manual_seed(ctx.seed)  # and one augmentation stream (the trainer does not reseed it)
         try:
             for i, phase in enumerate(phases):
                 engine.phase_end = engine.steps + phase.steps
                 if phase.jump:
                     engine.schedule_jump(float(ctx.cfg.method.large_death_rate))
                 desc = f"seed {ctx.seed} " + ("dst" if self.variant == "dst" else f"edst phase {i}")
+                choice.start()
                 with trainer_overrides(ctx, phase.overrides):
-                    ctx.finetune(model, hooks=engine, epochs=phase.epochs, desc=desc)
+                    ctx.finetune(model, hooks=engine, epochs=phase.epochs, desc=desc,
+                                 on_epoch_end=choice.epoch_end, data_generator=stream)
+                    choice.epoch_end()  # the phase's last model is a candidate too
                 if phase.writes:
-                    write_ticket(ctx, model, engine, phase.ticket, flops)
+                    with choice.chosen() as facts:
+                        write_ticket(ctx, model, engine, phase.ticket, flops, facts)
         finally:
             engine.close()
+
+
+class MemberChoice:
+    """Which model of a phase becomes the member: its last, or (best_val) the epoch end with the
+    best validation accuracy, the first of equals, as the reference keeps it (main_EDST.py 303-311)."""
+
+    def __init__(self, ctx: RunContext, model, engine: SparseEngine):
+        self.kind = _value(ctx.cfg.method.member_checkpoint)
+        if self.kind == "best_val" and ctx.data.validation is None:
+            raise UserError("method.member_checkpoint=best_val needs a validation split: set "
+                            "data.validation_fraction (the reference holds out 0.1)")
+        self.ctx, self.model, self.engine = ctx, model, engine
+        self.best: tuple | None = None
+        self.history: list[list] = []
+
+    def start(self) -> None:
+        self.best, self.history = None, []
+
+    def epoch_end(self, epoch: int | None = None) -> None:
+        """Score the current model on the validation split; keep a copy if it is the best so far."""
+        if self.ctx.data.validation is None or (self.kind == "last" and epoch is not None):
+            return  # "last" scores only the phase's last model (a fact for run.json)
+        step = self.engine.steps
+        if self.history and self.history[-1][0] == step:
+            return  # the last epoch end is also the phase end
+        acc = self._validation_accuracy()
+        self.history.append([step, acc])
+        if self.kind == "best_val" and (self.best is None or acc > self.best[1]):
+            self.best = (step, acc, self._snapshot())
+
+    def _validation_accuracy(self) -> float:
+        from ..trainer import predict
+
+        val = self.ctx.data.validation
+        with torch.random.fork_rng(devices=[]):  # a DataLoader draws a seed: keep the training stream as it was
+            logits = predict(self.model, val, self.ctx.cfg.trainer, self.ctx.data.collate_fn)
+        return float((logits.argmax(-1) == val["labels"]).mean())
+
+    def _snapshot(self) -> tuple[dict, dict]:
+        weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return weights, {n: m.clone() for n, m in self.engine.masks.items()}
+
+    def _restore(self, snapshot: tuple[dict, dict]) -> None:
+        weights, masks = snapshot
+        self.model.load_state_dict(weights)
+        for n, m in masks.items():
+            self.engine.masks[n].copy_(m)
+
+    @contextlib.contextmanager
+    def chosen(self):
+        """Hold the chosen model (and its mask) while the member is written, then the last again."""
+        last_step = self.engine.steps
+        step, acc = (self.best[0], self.best[1]) if self.best else (last_step, None)
+        if acc is None and self.history and self.history[-1][0] == last_step:
+            acc = self.history[-1][1]
+        facts = {"member_checkpoint": self.kind, "member_step": step, "validation_accuracy": acc,
+                 "validation_history": self.history}
+        if step == last_step:
+            yield facts
+            return
+        current = self._snapshot()
+        self._restore(self.best[2])
+        try:
+            yield facts
+        finally:
+            self._restore(current)
 
 
 @contextlib.contextmanager
@@ -140,7 +220,7 @@ def build_engine(model: torch.nn.Module, ctx: RunContext, total_steps: int) -> S
                           int(m.update_frequency), total_steps)
     except ValueError as e:
         raise UserError(str(e)) from None
-    return SparseEngine(model, masks, rule, seed=ctx.seed)
+    return SparseEngine(model, masks, rule, seed=ctx.seed, regrown_momentum=_value(m.regrown_momentum))
 
 
 def dense_grad_steps(phases: list[Phase], frequency: int) -> list[int]:
@@ -172,8 +252,10 @@ def plan_flops(model, ctx: RunContext, engine: SparseEngine, phases: list[Phase]
     return report | {"planned_dense_grad_steps": sum(updates) if engine.rule.growth == "rigl" else 0}
 
 
-def write_ticket(ctx: RunContext, model, engine: SparseEngine, ticket: int | None, flops: dict) -> None:
-    """One member: predictions (and OoD logits), mask.npz, and the sparse run facts in run.json."""
+def write_ticket(ctx: RunContext, model, engine: SparseEngine, ticket: int | None, flops: dict,
+                 checkpoint: dict) -> None:
+    """One member: predictions (and OoD logits), mask.npz, and the sparse run facts in run.json
+    (``member_step``: the optimizer step of the stored model)."""
     final = ctx.method_dir / store.member_name(ctx.seed, ticket)
     if store.is_complete(final) and not ctx.cfg.overwrite:  # a relaunch after a crash between tickets
         log.info("%s is already complete (same seed, same run): kept", final)
@@ -187,8 +269,11 @@ def write_ticket(ctx: RunContext, model, engine: SparseEngine, ticket: int | Non
         "density": engine.global_density(),
         "layer_densities": engine.layer_densities(),
         "sparse_parameters": sum(m.numel() for m in engine.masks.values()),
-        "topology_updates": len(engine.history),
+        "topology_updates": sum(h["step"] <= checkpoint["member_step"] for h in engine.history),
         "dense_grad_steps": engine.dense_grad_steps,
         "flops": flops,
+        "death_rate_schedule": _value(ctx.cfg.method.death_rate_schedule),
+        "jumps": [h["step"] for h in engine.history if h.get("jump")],
+        **checkpoint,
     }
     ctx.write_member(model, ticket=ticket, extra=extra, write_files=files)

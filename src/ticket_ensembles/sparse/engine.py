@@ -9,6 +9,12 @@ gradient (autograd computes dL/dw for every entry of a zero-filled weight matrix
 it masks it. On the steps where a prune-and-regrow is due, the hook keeps a copy of that
 dense gradient, and growth ranks the inactive positions by its magnitude. On all other
 steps nothing is copied. Those steps are counted in ``dense_grad_steps`` (FLOPs).
+
+``regrown_momentum="keep"`` runs as VITA-Group/FreeTickets' ``Masking`` does (core.py,
+apply_mask, lines 376-382): gradients are not masked and the optimizer state of inactive
+weights is not zeroed, only the weights are, so a regrown weight starts at zero with the
+momentum its position has gathered. Active weights train exactly as with ``"zero"`` unless
+gradient clipping is on (the clipping norm then includes the inactive gradients).
 """
 from __future__ import annotations
 
@@ -60,7 +66,11 @@ def is_update_step(step: int, frequency: int, total_steps: int = 0, phase_end: i
 class SparseEngine:
     """Holds the masks of the sparse weights; use as trainer hooks (``wrap_optimizer``)."""
 
-    def __init__(self, model: nn.Module, masks: Mapping[str, torch.Tensor], rule: UpdateRule, seed: int = 0):
+    def __init__(self, model: nn.Module, masks: Mapping[str, torch.Tensor], rule: UpdateRule, seed: int = 0,
+                 regrown_momentum: str = "zero"):
+        if regrown_momentum not in ("zero", "keep"):
+            raise ValueError(f"unknown regrown_momentum {regrown_momentum!r}: use zero or keep")
+        self.keep_momentum = regrown_momentum == "keep"
         params = dict(model.named_parameters())
         missing = [n for n in masks if n not in params]
         if missing:
@@ -99,8 +109,9 @@ class SparseEngine:
         self.apply_masks()
         rate = self._due_rate(self.steps)
         if rate is not None:
-            self._pending_rate = None
+            jump, self._pending_rate = self._pending_rate is not None, None
             self.prune_and_regrow(rate)
+            self.history[-1]["jump"] = jump
         self._dense_grads.clear()
         return loss
 
@@ -121,17 +132,18 @@ class SparseEngine:
             if self.rule.growth == "rigl" and self._due_rate(self.steps + 1) is not None:
                 prev = self._dense_grads.get(name)  # several backward passes add up
                 self._dense_grads[name] = grad.detach().clone() if prev is None else prev + grad.detach()
-            return grad * self.masks[name]
+            return grad if self.keep_momentum else grad * self.masks[name]
         return hook
 
     # --- masks --------------------------------------------------------------------------
     @torch.no_grad()
     def apply_masks(self) -> None:
-        """Zero inactive weights and their optimizer state (momentum, Adam moments)."""
+        """Zero inactive weights and (unless regrown_momentum=keep) their optimizer state."""
         for name, p in self.params.items():
             off = ~self.masks[name]
             p.masked_fill_(off, 0.0)
-            state = self.optimizer.state.get(p, {}) if self.optimizer is not None else {}
+            keep = self.keep_momentum or self.optimizer is None
+            state = {} if keep else self.optimizer.state.get(p, {})
             for value in state.values():
                 if torch.is_tensor(value) and value.shape == p.shape:
                     value.masked_fill_(off, 0.0)

@@ -3,9 +3,13 @@
 Pixels are kept as uint8 [N, C, H, W]; every access scales to [0, 1] and normalises with
 the task's mean/std; the training set also takes a random crop after zero padding and,
 where the task allows, a horizontal flip (torch's RNG, seeded by the trainer).
+``data.image_preprocessing=freetickets`` takes the reference loaders' values instead
+(sparselearning/utils.py: CIFAR-10 std 0.2023/0.1994/0.2010 and reflect padding).
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -25,15 +29,23 @@ OOD_SETS: dict[str, tuple[ImageSource | None, str | None, str]] = {
     "cifar100": (TASKS["cifar100"].image, None, "test"),
     "photos": (None, None, "test"),  # 8x8 grey patches of sklearn's two sample photos (digits)
 }
+# data.image_preprocessing=freetickets: (std, crop padding mode) of VITA-Group/FreeTickets'
+# sparselearning/utils.py (CIFAR-10 lines 92-98, CIFAR-100 lines 30-35); digits has no reference.
+REFERENCE_PREPROCESSING = {
+    "cifar10": ((0.2023, 0.1994, 0.2010), "reflect"),
+    "cifar100": ((0.2673342858792401, 0.2564384629170883, 0.27615047132568404), "constant"),
+}
+PREPROCESSING = ("standard", "freetickets")
 
 
 class ImageDataset(torch.utils.data.Dataset):
     """Items ``{"pixel_values": float [C,H,W], "labels": int}``; ``ds["labels"]`` gives all labels."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, source: ImageSource, augment: bool):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, source: ImageSource, augment: bool,
+                 pad_mode: str = "constant"):
         self.images = torch.as_tensor(images, dtype=torch.uint8)
         self.label_array = np.asarray(labels, dtype=np.int64)
-        self.source, self.augment = source, augment
+        self.source, self.augment, self.pad_mode = source, augment, pad_mode
         self._mean = torch.tensor(source.mean).view(-1, 1, 1)
         self._std = torch.tensor(source.std).view(-1, 1, 1)
 
@@ -54,7 +66,7 @@ class ImageDataset(torch.utils.data.Dataset):
         pad = self.source.crop_padding
         if pad:
             h, w = x.shape[-2:]
-            x = F.pad(x, (pad, pad, pad, pad))
+            x = F.pad(x, (pad, pad, pad, pad), mode=self.pad_mode)
             top, left = torch.randint(0, 2 * pad + 1, (2,)).tolist()
             x = x[:, top:top + h, left:left + w]
         if self.source.hflip and torch.rand(()) < 0.5:
@@ -64,22 +76,49 @@ class ImageDataset(torch.utils.data.Dataset):
     def select(self, indices) -> "ImageDataset":
         """A subset (bagging), like `datasets.Dataset.select`."""
         idx = np.asarray(list(indices), dtype=np.int64)
-        return ImageDataset(self.images[idx].numpy(), self.label_array[idx], self.source, self.augment)
+        return ImageDataset(self.images[idx].numpy(), self.label_array[idx], self.source, self.augment,
+                            self.pad_mode)
+
+
+def preprocessing(task: TaskSpec, cfg) -> tuple[ImageSource, str]:
+    """The task's image source with data.image_preprocessing applied, and the crop padding mode."""
+    kind = cfg.data.get("image_preprocessing", "standard")
+    if kind not in PREPROCESSING:
+        raise UserError(f"unknown data.image_preprocessing={kind!r}: use {' or '.join(PREPROCESSING)}")
+    if kind == "standard" or task.name not in REFERENCE_PREPROCESSING:
+        return task.image, "constant"
+    std, pad_mode = REFERENCE_PREPROCESSING[task.name]
+    return dataclasses.replace(task.image, std=std), pad_mode
+
+
+def split_validation(images: np.ndarray, labels: np.ndarray, fraction: float):
+    """Train and validation rows: the last `fraction` in file order (the reference's DatasetSplitter)."""
+    if not 0.0 <= fraction < 1.0:
+        raise UserError(f"data.validation_fraction={fraction} is outside [0, 1): use e.g. 0.1 (the reference)")
+    end = int(math.floor((1.0 - fraction) * len(labels)))
+    if fraction and not 0 < end < len(labels):
+        raise UserError(f"data.validation_fraction={fraction} of {len(labels)} training rows leaves an empty "
+                        "train or validation set: use more rows or another fraction")
+    return (images[:end], labels[:end]), (images[end:], labels[end:])
 
 
 def load_image_task(task: TaskSpec, cfg) -> TaskData:
-    """Train and eval sets of an image task, limited by data.max_*_samples, and the data.ood set."""
-    src = task.image
+    """Train, validation and eval sets of an image task, limited by data.max_*_samples, and data.ood."""
+    src, pad_mode = preprocessing(task, cfg)
     splits = _digits_splits() if src.hub_id is None else _hub_splits(src, None, ("train", *task.eval_splits))
     data_cfg = cfg.data
-    train = ImageDataset(*_limit(*splits["train"], data_cfg.max_train_samples), src, augment=True)
+    fraction = float(data_cfg.get("validation_fraction") or 0.0)
+    train_rows, val_rows = split_validation(*_limit(*splits["train"], data_cfg.max_train_samples), fraction)
+    train = ImageDataset(*train_rows, src, augment=True, pad_mode=pad_mode)
+    validation = ImageDataset(*val_rows, src, augment=False) if fraction else None
     evals = {s: ImageDataset(*_limit(*splits[s], data_cfg.max_eval_samples), src, augment=False)
              for s in task.eval_splits}
-    return TaskData(train=train, evals=evals, collate_fn=None, ood=load_ood_set(task, cfg))
+    return TaskData(train=train, evals=evals, collate_fn=None, ood=load_ood_set(task, cfg, src),
+                    validation=validation)
 
 
-def load_ood_set(task: TaskSpec, cfg) -> tuple[str, ImageDataset] | None:
-    """The out-of-distribution set named by data.ood, normalised like `task`'s images."""
+def load_ood_set(task: TaskSpec, cfg, source: ImageSource | None = None) -> tuple[str, ImageDataset] | None:
+    """The out-of-distribution set named by data.ood, normalised like `task`'s images (`source`)."""
     name = cfg.data.ood
     if not name:
         return None
@@ -90,7 +129,7 @@ def load_ood_set(task: TaskSpec, cfg) -> tuple[str, ImageDataset] | None:
     images, _ = _photo_patches(task.image.size) if source is None else _hub_splits(source, hub_config, (split,))[split]
     images = _match_channels(images, task.image.channels, task.image.size)
     images, labels = _limit(images, np.full(len(images), -1), cfg.data.max_eval_samples)
-    return name, ImageDataset(images, labels, task.image, augment=False)
+    return name, ImageDataset(images, labels, source or task.image, augment=False)
 
 
 def _limit(images: np.ndarray, labels: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
