@@ -168,6 +168,8 @@ def test_active_lt_builds_missing_predecessors_and_averages_their_masks(glue_dir
     assert json.loads((member / "run.json").read_text())["chain_predecessors"] == [3, 4]
     with pytest.raises(UserError, match=r"seed_3 \(seed 3, an earlier member"):
         train(lt_cfg(glue_dir, tmp_path, "active_lt", 4, *group, "method.l1_tau=0.5", "overwrite=true"))
+    with pytest.raises(UserError, match=r"seed_3 \(seed 3, an earlier member"):  # nor another L1 mode
+        train(lt_cfg(glue_dir, tmp_path, "active_lt", 4, *group, "method.l1_mode=decoupled", "overwrite=true"))
 
 
 def test_an_interrupted_member_resumes_after_its_last_round(glue_dir, tmp_path, monkeypatch, base_run):
@@ -206,11 +208,14 @@ def test_cli_multirun_builds_active_lt_chains_per_group(glue_dir, tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("method.prune_step=0.5", "must satisfy 0 < prune_step <= prune_ratio < 1"),
     ("method.group_size=0", "group_size=0 must be at least 1"),
-    ("method.l1_tau=-1", "l1_tau=-1.0 must be >= 0"),
+    ("method.l1_tau=-1", "l1_tau=-1.0 must be a number >= 0"),
+    ("method.l1_tau=20", "far above l1_mode=loss's scale"),
+    ("method.l1_mode=decoupled method.l1_tau=1e-4", "moves no mask: use a tau of order 1"),
+    ("method.l1_mode=decoupled method.l1_tau=5 trainer.lr=1e-2", "keep tau x lr <= 0.01"),
 ])
 def test_bad_pruning_settings_stop_before_anything_loads(glue_dir, tmp_path, override, message):
     with pytest.raises(UserError, match=message):
-        train(lt_cfg(glue_dir, tmp_path, "active_lt", 0, override))
+        train(lt_cfg(glue_dir, tmp_path, "active_lt", 0, *override.split()))
     assert not (tmp_path / "store").exists()
 
 
@@ -229,3 +234,42 @@ def test_parallel_active_lt_runs_build_a_shared_predecessor_once(glue_dir, tmp_p
     mdir = method_dir(tmp_path, "active_lt")
     assert json.loads((mdir / "seed_2" / "run.json").read_text())["chain_predecessors"] == [0, 1]
     assert all(store.is_complete(mdir / f"seed_{s}") for s in (0, 1, 2))
+
+
+def test_decoupled_shrink_runs_after_each_pruning_step_with_that_steps_lr(glue_dir, tmp_path, monkeypatch):
+    from ticket_ensembles.masking import SoftThreshold
+
+    spy, lrs, shrink = Spy(monkeypatch), [], SoftThreshold.__call__
+    monkeypatch.setattr(SoftThreshold, "__call__", lambda self, lr: (lrs.append((self.tau, lr)), shrink(self, lr)))
+    [member] = train(lt_cfg(glue_dir, tmp_path, "random_lt", 0, "method.l1_mode=decoupled"))
+    calls = spy.of(0)
+    expected = []
+    for call in calls[:3]:  # the lr each step used: the peak, then the schedule after each earlier step
+        expected += [(2.0, lr) for lr in [2e-5, *call["result"].lr_trace[:-1]]]
+    assert lrs == expected and len(lrs) == 6 and lrs[1][1] < lrs[0][1]  # decays with the lr; none in the final
+    config = (member / "config.yaml").read_text()
+    assert "l1_mode: decoupled" in config and "l1_tau: 2.0" in config  # null became the mode's default
+
+
+def test_decoupled_moves_the_mask_where_loss_at_the_same_tau_barely_does(glue_dir, tmp_path):
+    fast = ["trainer.lr=5e-4"]  # 2 steps per round: a push near the pruning threshold needs a high lr
+    base, loss, decoupled = (
+        maskio.load_mask(train(lt_cfg(glue_dir, tmp_path / name, method, 0, *fast, *extra))[0] / "mask.npz")
+        for name, method, extra in [("b", "base_lt", []), ("l", "random_lt", ["method.l1_tau=10"]),
+                                    ("d", "random_lt", ["method.l1_tau=10", "method.l1_mode=decoupled"])])
+    moved_by_loss, moved_by_decoupled = 1 - maskio.mask_iou(base, loss), 1 - maskio.mask_iou(base, decoupled)
+    assert moved_by_loss < 0.02 and moved_by_decoupled > 5 * moved_by_loss, (moved_by_loss, moved_by_decoupled)
+
+
+def test_l1_mode_and_resolved_tau_are_in_the_resume_fingerprint(glue_dir, tmp_path):
+    from ticket_ensembles.methods.lottery import LotteryTicket
+    from ticket_ensembles.ticket_work import fingerprint
+
+    def digest(*extra):
+        cfg = lt_cfg(glue_dir, tmp_path, "random_lt", 0, *extra)
+        LotteryTicket(cfg)  # resolves l1_tau=null to the mode's default
+        return fingerprint(cfg)
+
+    assert digest() == digest("method.l1_tau=1e-4") != digest("method.l1_mode=decoupled")
+    assert digest("method.l1_mode=decoupled") == digest("method.l1_mode=decoupled", "method.l1_tau=2")
+    assert digest("method.l1_mode=decoupled", "method.l1_tau=4") != digest("method.l1_mode=decoupled")
