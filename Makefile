@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM ?= false
 .PHONY: install test test-fast demo bench bench-agreement clean help
 
 help:
-	@echo "make install | test | demo | bench | bench-agreement | table1 | table2 | table3 | figure3 | figure4 | sst2_footnote | other_tasks | freetickets_cifar10 | freetickets_cifar100 (see README)"
+	@echo "make install | test | demo | bench | bench-agreement | table1 | table2 | table3 | figure3 | figure4 | sst2_footnote | other_tasks | freetickets_cifar10 | freetickets_cifar100 | mechanism (see README)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ export SWEEP_ARGS EVAL_ARGS CHAIN_SEEDS
 
 $(SWEEPS): install
 	HF_HUB_OFFLINE=$(SWEEP_HUB_OFFLINE) PYTHON=$(PY) bash multirun_sweeps/$@.sh
+
+# L1 modes against Figure 4 on a CPU (docs/lottery.md); reports into results/mechanism/.
+.PHONY: mechanism
+mechanism: install
+	PYTHON=$(PY) bash multirun_sweeps/mechanism.sh
 
 freetickets_cifar10 freetickets_cifar100: install
 	HF_HUB_OFFLINE=$(SWEEP_HUB_OFFLINE) PYTHON=$(PY) bash multirun_sweeps/freetickets_cifar.sh $(patsubst freetickets_%,%,$@)
