@@ -245,10 +245,10 @@ def test_decoupled_shrink_runs_after_each_pruning_step_with_that_steps_lr(glue_d
     calls = spy.of(0)
     expected = []
     for call in calls[:3]:  # the lr each step used: the peak, then the schedule after each earlier step
-        expected += [(2.0, lr) for lr in [2e-5, *call["result"].lr_trace[:-1]]]
+        expected += [(4.0, lr) for lr in [2e-5, *call["result"].lr_trace[:-1]]]
     assert lrs == expected and len(lrs) == 6 and lrs[1][1] < lrs[0][1]  # decays with the lr; none in the final
     config = (member / "config.yaml").read_text()
-    assert "l1_mode: decoupled" in config and "l1_tau: 2.0" in config  # null became the mode's default
+    assert "l1_mode: decoupled" in config and "l1_tau: 4.0" in config  # null became the mode's default
 
 
 def test_decoupled_moves_the_mask_where_loss_at_the_same_tau_barely_does(glue_dir, tmp_path):
@@ -271,5 +271,5 @@ def test_l1_mode_and_resolved_tau_are_in_the_resume_fingerprint(glue_dir, tmp_pa
         return fingerprint(cfg)
 
     assert digest() == digest("method.l1_tau=1e-4") != digest("method.l1_mode=decoupled")
-    assert digest("method.l1_mode=decoupled") == digest("method.l1_mode=decoupled", "method.l1_tau=2")
-    assert digest("method.l1_mode=decoupled", "method.l1_tau=4") != digest("method.l1_mode=decoupled")
+    assert digest("method.l1_mode=decoupled") == digest("method.l1_mode=decoupled", "method.l1_tau=4")
+    assert digest("method.l1_mode=decoupled", "method.l1_tau=8") != digest("method.l1_mode=decoupled")

@@ -249,3 +249,13 @@ def test_decoupled_step_shrinks_by_the_step_lr_and_keeps_pruned_weights_zero(mod
     moved = (start[k] - params[k].detach()).abs()
     torch.testing.assert_close(moved[masks[k] & (coef[k] == 1)].max().item(), 3e-3)  # (1e-3 + 5e-4) * tau
     assert moved[masks[k] & (coef[k] == 0)].max() == 0
+
+
+def test_weights_tied_at_zero_are_pruned_by_the_smaller_rewound_magnitude_first():
+    params = {"a": torch.tensor([0.0, 0.3, 0.0, 0.0]), "b": torch.tensor([[0.0, 0.2]])}  # four ties at 0
+    theta = {"a": torch.tensor([0.05, 0.3, -0.01, 0.04]), "b": torch.tensor([[-0.02, 0.2]])}
+    masks = pruning.full_masks(params)
+    by_theta = pruning.prune_lowest_magnitude(params, masks, 2, tiebreak=theta)
+    assert by_theta["a"].tolist() == [True, True, False, True] and by_theta["b"].tolist() == [[False, True]]
+    by_position = pruning.prune_lowest_magnitude(params, masks, 2)  # without: the earlier weights
+    assert by_position["a"].tolist() == [False, True, False, True] and by_position["b"].all()

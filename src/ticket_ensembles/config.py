@@ -111,6 +111,9 @@ class L1Mode(str, Enum):
     loss = "loss"  # the paper's text: loss += tau * ||theta ⊙ l||_1 (Adam bounds its push: docs/lottery.md)
     decoupled = "decoupled"  # after each step: soft-threshold w by lr_t * tau * l, outside Adam
 
+    def __str__(self) -> str:  # "${method.l1_mode}" in a path gives "loss", not "L1Mode.loss"
+        return self.value
+
 
 @dataclass
 class LotteryConfig(MethodConfig):

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 # settings an active_lt predecessor must share with the member that averages its mask
 _CHAIN_KEYS = ("task", "model", "method")
 # method.l1_tau=null picks these (docs/lottery.md: how they were chosen)
-L1_TAU_DEFAULTS = {"loss": 1e-4, "decoupled": 2.0}
+L1_TAU_DEFAULTS = {"loss": 1e-4, "decoupled": 4.0}
 # loss mode: Adam's push is saturated long before this (docs/lottery.md), so a larger tau is a slip
 LOSS_TAU_MAX = 10.0
 # decoupled mode: below this the shrink per round (tau x the round's summed lr) moves no mask
@@ -126,7 +126,7 @@ def build_ticket(ctx: RunContext) -> None:
     rounds = []
     for r in range(done, len(schedule)):
         rounds.append(pruning_round(ctx, model, params, masks, coefficients, r + 1))
-        masks = pruning.prune_to_fraction(params, masks, schedule[r])
+        masks = pruning.prune_to_fraction(params, masks, schedule[r], tiebreak=theta)
         pruning.rewind(model, theta, masks)
         work.save(r + 1, masks)
         pruned, total = pruning.count_pruned(masks), pruning.count_total(masks)
