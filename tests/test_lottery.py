@@ -4,8 +4,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -273,3 +275,51 @@ def test_l1_mode_and_resolved_tau_are_in_the_resume_fingerprint(glue_dir, tmp_pa
     assert digest() == digest("method.l1_tau=1e-4") != digest("method.l1_mode=decoupled")
     assert digest("method.l1_mode=decoupled") == digest("method.l1_mode=decoupled", "method.l1_tau=4")
     assert digest("method.l1_mode=decoupled", "method.l1_tau=8") != digest("method.l1_mode=decoupled")
+
+
+def test_make_mechanism_sweeps_compose_and_the_report_comes_last():
+    from test_sweeps import dry_run, sweep_jobs
+
+    commands = dry_run("mechanism")
+    assert [c[1] for c in commands[-1:]] == ["-m"] and commands[-1][2] == "ticket_ensembles.evaluation.mechanism"
+    jobs = []
+    for cmd in commands[:-1]:
+        overrides = [o for o in cmd[3:] if o != "experiment=mechanism"]
+        assert Path(cmd[1]).name == "train.py" and "experiment=mechanism" in cmd
+        jobs += sweep_jobs("mechanism", *overrides)
+    settings = {(dict(o.split("=", 1) for o in job).get("method.l1_mode", "loss"),
+                 dict(o.split("=", 1) for o in job).get("method.l1_tau")) for job in jobs}
+    assert {("decoupled", None), ("loss", None), ("decoupled", "2"), ("decoupled", "8")} <= settings
+    for job in jobs[:3] + jobs[-3:]:
+        cfg = compose_cfg("train", ["experiment=mechanism", *job])
+        assert cfg.trainer.precision == "fp32" and cfg.model.num_layers == 2 and cfg.method.group_size == 5
+
+
+def test_mechanism_report_on_a_hand_built_store(tmp_path):
+    from ticket_ensembles.evaluation import mechanism
+
+    full = {"w": np.ones((4, 5), bool)}
+    cfg = "trainer: {lr: 0.0002, lr_schedule: linear, warmup_ratio: 0.0}\n"
+    for final, setting, method, seed, pruned in [
+            ("0.02", "loss_tau0.0001", "base_lt", 0, [0, 1]), ("0.02", "loss_tau0.0001", "base_lt", 1, [0, 1]),
+            ("0.02", "decoupled_tau4.0", "random_lt", 0, [0, 1]), ("0.02", "decoupled_tau4.0", "random_lt", 1, [2, 3]),
+            ("1.0", "decoupled_tau4.0", "random_lt", 0, [0, 1])]:
+        folder = tmp_path / "store" / f"final{final}" / setting / "mrpc" / "m" / method / f"seed_{seed}"
+        folder.mkdir(parents=True)
+        mask = {"w": full["w"].copy()}
+        mask["w"].flat[pruned] = False
+        maskio.save_mask(folder / "mask.npz", mask)
+        (folder / "config.yaml").write_text(cfg)
+        (folder / "run.json").write_text(json.dumps({"rounds": [{"steps": 29}]}))
+        (folder / "metrics.json").write_text(json.dumps({"accuracy": 70.0 + seed}))
+        (folder / "COMPLETE").write_text("")
+    mechanism.main([str(tmp_path / "store"), str(tmp_path / "out")])
+    ious = pd.read_csv(tmp_path / "out" / "iou_vs_tau.csv").set_index("method")
+    assert ious.loc["base_lt", "mean_iou"] == 1.0
+    assert ious.loc["random_lt", "mean_iou"] == pytest.approx(16 / 20)  # 18 kept each, 16 shared, 20 in the union
+    assert ious.loc["random_lt", "push_per_round"] == pytest.approx(4.0 * 2e-4 * 30 / 2)
+    accuracy = pd.read_csv(tmp_path / "out" / "accuracy.csv")
+    assert accuracy[accuracy.final_epochs == 1.0].accuracy_mean.tolist() == [70.0]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "RANDOM-LT (decoupled τ=4), seed_0: IoU between the tickets with a 0.02- and a 1-epoch final" in report
+    assert (tmp_path / "out" / "figure4_decoupled_tau4.png").stat().st_size > 0

@@ -110,16 +110,19 @@ def accuracy_rows(groups: list[Group]) -> pd.DataFrame:
 def same_masks_across_stages(groups: list[Group]) -> list[str]:
     """Lines checking that the final finetune's length never changes a mask (same seed and setting)."""
     lines, by_key = [], {}
-    for g in groups:
-        by_key.setdefault((g.mode, g.tau, g.method), []).append(g)
-    for (mode, tau, method), gs in sorted(by_key.items()):
-        if len(gs) < 2:
+    for g in groups:  # base_lt has no L1 term: its setting folder does not matter
+        key = ("", 0.0, g.method) if g.method == "base_lt" else (g.mode, g.tau, g.method)
+        by_key.setdefault(key, []).append(g)
+    for (_, _, method), gs in sorted(by_key.items()):
+        short, full = min(gs, key=lambda g: g.final_epochs), max(gs, key=lambda g: g.final_epochs)
+        common = [n for n in short.members if n in full.members]
+        if short.final_epochs == full.final_epochs or not common:
             continue
-        a, b = gs[0], gs[-1]
-        common = [n for n in a.members if n in b.members]
-        ious = [mask_iou(load_mask(a.members[n] / "mask.npz"), load_mask(b.members[n] / "mask.npz")) for n in common]
-        lines.append(f"- {display_name(method)} ({mode}, τ={tau:g}), {', '.join(common)}: IoU between the "
-                     f"final{a.final_epochs:g} and final{b.final_epochs:g} tickets = {', '.join(f'{x:.4f}' for x in ious)}")
+        ious = [mask_iou(load_mask(short.members[n] / "mask.npz"), load_mask(full.members[n] / "mask.npz"))
+                for n in common]
+        lines.append(f"- {display_name(method)} ({full.label}), {', '.join(common)}: IoU between the tickets "
+                     f"with a {short.final_epochs:g}- and a {full.final_epochs:g}-epoch final finetune = "
+                     f"{', '.join(f'{x:.4f}' for x in ious)}")
     return lines
 
 
