@@ -34,4 +34,14 @@ if has masks; then
 fi
 has accuracy && accuracy method=active_lt,random_lt method.l1_mode=loss
 has masks && masks method=random_lt,active_lt method.l1_mode=loss "method.l1_tau=$TAUS_LOSS_EXTRA"
-has report && run "$PYTHON" -m ticket_ensembles.evaluation.mechanism "$ROOT/store" "$OUT"
+if has report; then
+    # Table 1/2 of the accuracy stage's tickets (3 seeds: k <= 3, 3 pairs), one report per L1 setting
+    for store in "$ROOT"/store/final1.0/*/; do
+        [ -d "$store" ] || continue
+        evaluate_to="$OUT/ensembles_$(basename "$store")"
+        run "$PYTHON" evaluate.py task=mrpc model=minilm_l6 model.num_layers=2 "paths.store_dir=$store" \
+            "ensemble.groups=[[0,1,2]]" ensemble.max_size=3 ensemble.iou_members=3 "ensemble.report_dir=$evaluate_to" \
+            "${EVAL_EXTRA[@]}"
+    done
+    run "$PYTHON" -m ticket_ensembles.evaluation.mechanism "$ROOT/store" "$OUT"
+fi
