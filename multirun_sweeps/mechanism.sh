@@ -37,11 +37,16 @@ has masks && masks method=random_lt,active_lt method.l1_mode=loss "method.l1_tau
 if has report; then
     # Table 1/2 of the accuracy stage's tickets (3 seeds: k <= 3, 3 pairs), one report per L1 setting
     for store in "$ROOT"/store/final1.0/*/; do
-        [ -d "$store" ] || continue
-        evaluate_to="$OUT/ensembles_$(basename "$store")"
+        methods=()  # those with all 3 seeds (a run cut short may have fewer)
+        for m in base_lt active_lt random_lt; do
+            n=$(find "$store" -path "*/$m/seed_[012]/COMPLETE" 2>/dev/null | wc -l)
+            [ "$n" -eq 3 ] && methods+=("$m")
+        done
+        [ ${#methods[@]} -gt 0 ] || continue
+        list=$(IFS=,; echo "${methods[*]}")
         run "$PYTHON" evaluate.py task=mrpc model=minilm_l6 model.num_layers=2 "paths.store_dir=$store" \
-            "ensemble.groups=[[0,1,2]]" ensemble.max_size=3 ensemble.iou_members=3 "ensemble.report_dir=$evaluate_to" \
-            "${EVAL_EXTRA[@]}"
+            "ensemble.methods=[$list]" "ensemble.groups=[[0,1,2]]" ensemble.max_size=3 ensemble.iou_members=3 \
+            "ensemble.report_dir=$OUT/ensembles_$(basename "$store")" "${EVAL_EXTRA[@]}"
     done
     run "$PYTHON" -m ticket_ensembles.evaluation.mechanism "$ROOT/store" "$OUT"
 fi
