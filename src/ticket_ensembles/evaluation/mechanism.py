@@ -161,7 +161,7 @@ def plot_iou_vs_tau(table: pd.DataFrame, path: Path) -> None:
                 linestyle="-" if mode == "decoupled" else ":", label=f"{display_name(method)}, {mode}")
     ax.set_xscale("log")
     ax.set_xlabel("τ (l1_tau)")
-    ax.set_ylabel("mean mask IoU between seeds (iou_vs_tau.csv: how many)")
+    ax.set_ylabel("mean mask IoU between seeds")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
