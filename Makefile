@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM ?= false
 .PHONY: install test test-fast demo bench bench-agreement clean help
 
 help:
-	@echo "make install | test | demo | bench | bench-agreement | table1 | table2 | table3 | figure3 | figure4 | sst2_footnote | other_tasks | freetickets_cifar10 | freetickets_cifar100 | mechanism (see README)"
+	@echo "make install | test | demo | bench | bench-agreement | table1 | table2 | table3 | figure3 | figure4 | sst2_footnote | other_tasks | freetickets_cifar10 | freetickets_cifar100 (see README)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
