@@ -37,6 +37,7 @@ has masks && masks method=random_lt,active_lt method.l1_mode=loss "method.l1_tau
 if has report; then
     # Table 1/2 of the accuracy stage's tickets (3 seeds: k <= 3, 3 pairs), one report per L1 setting
     for store in "$ROOT"/store/final1.0/*/; do
+        [ -d "$store" ] || continue  # no accuracy stage yet
         methods=()  # those with all 3 seeds (a run cut short may have fewer)
         for m in base_lt active_lt random_lt; do
             n=$(find "$store" -path "*/$m/seed_[012]/COMPLETE" 2>/dev/null | wc -l)
