@@ -69,6 +69,11 @@ export SWEEP_ARGS EVAL_ARGS CHAIN_SEEDS
 $(SWEEPS): install
 	HF_HUB_OFFLINE=$(SWEEP_HUB_OFFLINE) PYTHON=$(PY) bash multirun_sweeps/$@.sh
 
+# L1 modes against Figure 4 on a CPU (docs/lottery.md); reports into results/mechanism/.
+.PHONY: mechanism
+mechanism: install
+	PYTHON=$(PY) bash multirun_sweeps/mechanism.sh
+
 freetickets_cifar10 freetickets_cifar100: install
 	HF_HUB_OFFLINE=$(SWEEP_HUB_OFFLINE) PYTHON=$(PY) bash multirun_sweeps/freetickets_cifar.sh $(patsubst freetickets_%,%,$@)
 

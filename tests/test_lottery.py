@@ -4,8 +4,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -168,6 +170,8 @@ def test_active_lt_builds_missing_predecessors_and_averages_their_masks(glue_dir
     assert json.loads((member / "run.json").read_text())["chain_predecessors"] == [3, 4]
     with pytest.raises(UserError, match=r"seed_3 \(seed 3, an earlier member"):
         train(lt_cfg(glue_dir, tmp_path, "active_lt", 4, *group, "method.l1_tau=0.5", "overwrite=true"))
+    with pytest.raises(UserError, match=r"seed_3 \(seed 3, an earlier member"):  # nor another L1 mode
+        train(lt_cfg(glue_dir, tmp_path, "active_lt", 4, *group, "method.l1_mode=decoupled", "overwrite=true"))
 
 
 def test_an_interrupted_member_resumes_after_its_last_round(glue_dir, tmp_path, monkeypatch, base_run):
@@ -206,11 +210,14 @@ def test_cli_multirun_builds_active_lt_chains_per_group(glue_dir, tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("method.prune_step=0.5", "must satisfy 0 < prune_step <= prune_ratio < 1"),
     ("method.group_size=0", "group_size=0 must be at least 1"),
-    ("method.l1_tau=-1", "l1_tau=-1.0 must be >= 0"),
+    ("method.l1_tau=-1", "l1_tau=-1.0 must be a number >= 0"),
+    ("method.l1_tau=20", "far above l1_mode=loss's scale"),
+    ("method.l1_mode=decoupled method.l1_tau=1e-4", "moves no mask: use a tau of order 1"),
+    ("method.l1_mode=decoupled method.l1_tau=5 trainer.lr=1e-2", "keep tau x lr <= 0.01"),
 ])
 def test_bad_pruning_settings_stop_before_anything_loads(glue_dir, tmp_path, override, message):
     with pytest.raises(UserError, match=message):
-        train(lt_cfg(glue_dir, tmp_path, "active_lt", 0, override))
+        train(lt_cfg(glue_dir, tmp_path, "active_lt", 0, *override.split()))
     assert not (tmp_path / "store").exists()
 
 
@@ -229,3 +236,90 @@ def test_parallel_active_lt_runs_build_a_shared_predecessor_once(glue_dir, tmp_p
     mdir = method_dir(tmp_path, "active_lt")
     assert json.loads((mdir / "seed_2" / "run.json").read_text())["chain_predecessors"] == [0, 1]
     assert all(store.is_complete(mdir / f"seed_{s}") for s in (0, 1, 2))
+
+
+def test_decoupled_shrink_runs_after_each_pruning_step_with_that_steps_lr(glue_dir, tmp_path, monkeypatch):
+    from ticket_ensembles.masking import SoftThreshold
+
+    spy, lrs, shrink = Spy(monkeypatch), [], SoftThreshold.__call__
+    monkeypatch.setattr(SoftThreshold, "__call__", lambda self, lr: (lrs.append((self.tau, lr)), shrink(self, lr)))
+    [member] = train(lt_cfg(glue_dir, tmp_path, "random_lt", 0, "method.l1_mode=decoupled"))
+    calls = spy.of(0)
+    expected = []
+    for call in calls[:3]:  # the lr each step used: the peak, then the schedule after each earlier step
+        expected += [(4.0, lr) for lr in [2e-5, *call["result"].lr_trace[:-1]]]
+    assert lrs == expected and len(lrs) == 6 and lrs[1][1] < lrs[0][1]  # decays with the lr; none in the final
+    config = (member / "config.yaml").read_text()
+    assert "l1_mode: decoupled" in config and "l1_tau: 4.0" in config  # null became the mode's default
+
+
+def test_decoupled_moves_the_mask_where_loss_at_the_same_tau_barely_does(glue_dir, tmp_path):
+    fast = ["trainer.lr=5e-4"]  # 2 steps per round: a push near the pruning threshold needs a high lr
+    base, loss, decoupled = (
+        maskio.load_mask(train(lt_cfg(glue_dir, tmp_path / name, method, 0, *fast, *extra))[0] / "mask.npz")
+        for name, method, extra in [("b", "base_lt", []), ("l", "random_lt", ["method.l1_tau=10"]),
+                                    ("d", "random_lt", ["method.l1_tau=10", "method.l1_mode=decoupled"])])
+    moved_by_loss, moved_by_decoupled = 1 - maskio.mask_iou(base, loss), 1 - maskio.mask_iou(base, decoupled)
+    assert moved_by_loss < 0.02 and moved_by_decoupled > 5 * moved_by_loss, (moved_by_loss, moved_by_decoupled)
+
+
+def test_l1_mode_and_resolved_tau_are_in_the_resume_fingerprint(glue_dir, tmp_path):
+    from ticket_ensembles.methods.lottery import LotteryTicket
+    from ticket_ensembles.ticket_work import fingerprint
+
+    def digest(*extra):
+        cfg = lt_cfg(glue_dir, tmp_path, "random_lt", 0, *extra)
+        LotteryTicket(cfg)  # resolves l1_tau=null to the mode's default
+        return fingerprint(cfg)
+
+    assert digest() == digest("method.l1_tau=1e-4") != digest("method.l1_mode=decoupled")
+    assert digest("method.l1_mode=decoupled") == digest("method.l1_mode=decoupled", "method.l1_tau=4")
+    assert digest("method.l1_mode=decoupled", "method.l1_tau=8") != digest("method.l1_mode=decoupled")
+
+
+def test_make_mechanism_sweeps_compose_and_the_report_comes_last():
+    from test_sweeps import dry_run, sweep_jobs
+
+    commands = dry_run("mechanism")
+    assert [c[1] for c in commands[-1:]] == ["-m"] and commands[-1][2] == "ticket_ensembles.evaluation.mechanism"
+    jobs = []
+    for cmd in [c for c in commands[:-1] if Path(c[1]).name != "evaluate.py"]:  # evaluate: stores present
+        overrides = [o for o in cmd[3:] if o != "experiment=mechanism"]
+        assert Path(cmd[1]).name == "train.py" and "experiment=mechanism" in cmd
+        jobs += sweep_jobs("mechanism", *overrides)
+    settings = {(dict(o.split("=", 1) for o in job).get("method.l1_mode", "loss"),
+                 dict(o.split("=", 1) for o in job).get("method.l1_tau")) for job in jobs}
+    assert {("decoupled", None), ("loss", None), ("decoupled", "2"), ("decoupled", "8")} <= settings
+    for job in jobs[:3] + jobs[-3:]:
+        cfg = compose_cfg("train", ["experiment=mechanism", *job])
+        assert cfg.trainer.precision == "fp32" and cfg.model.num_layers == 2 and cfg.method.group_size == 5
+
+
+def test_mechanism_report_on_a_hand_built_store(tmp_path):
+    from ticket_ensembles.evaluation import mechanism
+
+    full = {"w": np.ones((4, 5), bool)}
+    cfg = "trainer: {lr: 0.0002, lr_schedule: linear, warmup_ratio: 0.0}\n"
+    for final, setting, method, seed, pruned in [
+            ("0.02", "loss_tau0.0001", "base_lt", 0, [0, 1]), ("0.02", "loss_tau0.0001", "base_lt", 1, [0, 1]),
+            ("0.02", "decoupled_tau4.0", "random_lt", 0, [0, 1]), ("0.02", "decoupled_tau4.0", "random_lt", 1, [2, 3]),
+            ("1.0", "decoupled_tau4.0", "random_lt", 0, [0, 1])]:
+        folder = tmp_path / "store" / f"final{final}" / setting / "mrpc" / "m" / method / f"seed_{seed}"
+        folder.mkdir(parents=True)
+        mask = {"w": full["w"].copy()}
+        mask["w"].flat[pruned] = False
+        maskio.save_mask(folder / "mask.npz", mask)
+        (folder / "config.yaml").write_text(cfg)
+        (folder / "run.json").write_text(json.dumps({"rounds": [{"steps": 29}]}))
+        (folder / "metrics.json").write_text(json.dumps({"accuracy": 70.0 + seed}))
+        (folder / "COMPLETE").write_text("")
+    mechanism.main([str(tmp_path / "store"), str(tmp_path / "out")])
+    ious = pd.read_csv(tmp_path / "out" / "iou_vs_tau.csv").set_index("method")
+    assert ious.loc["base_lt", "mean_iou"] == 1.0
+    assert ious.loc["random_lt", "mean_iou"] == pytest.approx(16 / 20)  # 18 kept each, 16 shared, 20 in the union
+    assert ious.loc["random_lt", "push_per_round"] == pytest.approx(4.0 * 2e-4 * 30 / 2)
+    accuracy = pd.read_csv(tmp_path / "out" / "accuracy.csv")
+    assert accuracy[accuracy.final_epochs == 1.0].accuracy_mean.tolist() == [70.0]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "RANDOM-LT (decoupled τ=4), seed_0: IoU between the tickets with a 0.02- and a 1-epoch final" in report
+    assert (tmp_path / "out" / "figure4_decoupled_tau4.png").stat().st_size > 0

@@ -207,3 +207,55 @@ def test_rewind_restores_theta_s_exactly_head_included(model, batch):
     for k, v in theta.items():
         expected = v * masks[k] if k in masks else v
         assert torch.equal(state[k], expected), k
+
+
+def test_soft_threshold_arithmetic_on_hand_made_tensors():
+    from ticket_ensembles.masking import soft_threshold_
+
+    w = [torch.tensor([[1.0, -0.5, 0.0], [0.125, -0.0625, 0.75]]), torch.tensor([-2.0, 0.25])]
+    coef = [torch.tensor([[1.0, 1.0, 1.0], [0.5, 0.0, 1.0]]), torch.tensor([0.5, 1.0])]
+    soft_threshold_(w, coef, 0.25)  # shrink by 0.25 * l; crossing zero stops at zero; l = 0 untouched
+    assert torch.equal(w[0], torch.tensor([[0.75, -0.25, 0.0], [0.0, -0.0625, 0.5]]))
+    assert torch.equal(w[1], torch.tensor([-1.875, 0.0]))
+    gen = torch.Generator().manual_seed(0)
+    w = [torch.randn(50, 40, generator=gen) * 0.05]
+    coef = [(torch.rand(50, 40, generator=gen) > 0.3).float()]
+    expected = w[0].sign() * (w[0].abs() - 0.03 * coef[0]).clamp_min(0)
+    soft_threshold_(w, coef, 0.03)
+    assert torch.equal(w[0], expected)  # bit for bit the formula w <- sign(w) max(|w| - lr tau l, 0)
+    assert (w[0] == 0).sum() > 0 and torch.equal(w[0][coef[0] == 0], (expected)[coef[0] == 0])
+
+
+def test_decoupled_step_shrinks_by_the_step_lr_and_keeps_pruned_weights_zero(model):
+    params = pruning.select_prunable(model)
+    masks = pruning.prune_to_fraction(params, pruning.full_masks(params), 0.3)
+    coef = pruning.random_coefficients(params, 0.3, seed=1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)  # zero gradients: only the shrink moves weights
+    start = {k: p.detach().clone() for k, p in params.items()}
+    with MaskedTraining(params, masks, coef, tau=2.0, mode="decoupled") as hooks:
+        assert hooks.extra_loss(model, 1.0) is None  # nothing added to the loss in this mode
+        stepper = hooks.wrap_optimizer(optimizer)
+        for lr in (1e-3, 5e-4, 0.0):  # the lr of each step, as the schedule decays it
+            optimizer.param_groups[0]["lr"] = lr
+            before = {k: p.detach().clone() for k, p in params.items()}
+            for p in model.parameters():
+                p.grad = torch.zeros_like(p)
+            stepper.step()
+            for k, p in params.items():
+                expected = before[k].sign() * (before[k].abs() - lr * 2.0 * coef[k]).clamp_min(0) * masks[k]
+                assert torch.equal(p.detach(), expected), (lr, k)
+                assert torch.count_nonzero(p[~masks[k]]) == 0
+    k = EXPECTED_PRUNABLE[0]
+    moved = (start[k] - params[k].detach()).abs()
+    torch.testing.assert_close(moved[masks[k] & (coef[k] == 1)].max().item(), 3e-3)  # (1e-3 + 5e-4) * tau
+    assert moved[masks[k] & (coef[k] == 0)].max() == 0
+
+
+def test_weights_tied_at_zero_are_pruned_by_the_smaller_rewound_magnitude_first():
+    params = {"a": torch.tensor([0.0, 0.3, 0.0, 0.0]), "b": torch.tensor([[0.0, 0.2]])}  # four ties at 0
+    theta = {"a": torch.tensor([0.05, 0.3, -0.01, 0.04]), "b": torch.tensor([[-0.02, 0.2]])}
+    masks = pruning.full_masks(params)
+    by_theta = pruning.prune_lowest_magnitude(params, masks, 2, tiebreak=theta)
+    assert by_theta["a"].tolist() == [True, True, False, True] and by_theta["b"].tolist() == [[False, True]]
+    by_position = pruning.prune_lowest_magnitude(params, masks, 2)  # without: the earlier weights
+    assert by_position["a"].tolist() == [False, True, False, True] and by_position["b"].all()

@@ -116,6 +116,14 @@ class Regularizer(str, Enum):
     random = "random"  # random_lt: l ~ Bernoulli, P(0) = prune_ratio, drawn from the seed
 
 
+class L1Mode(str, Enum):
+    loss = "loss"  # the paper's text: loss += tau * ||theta ⊙ l||_1 (Adam bounds its push: docs/lottery.md)
+    decoupled = "decoupled"  # after each step: soft-threshold w by lr_t * tau * l, outside Adam
+
+    def __str__(self) -> str:  # "${method.l1_mode}" in a path gives "loss", not "L1Mode.loss"
+        return self.value
+
+
 @dataclass
 class LotteryConfig(MethodConfig):
     """base_lt / active_lt / random_lt (METHODS.md 3-5): IMP with rewinding to θ_s."""
@@ -127,7 +135,9 @@ class LotteryConfig(MethodConfig):
     prunable_patterns: list[str] = field(default_factory=list)
     epochs_per_round: Optional[float] = None  # pruning-round finetunes; None: trainer.epochs
     regularizer: Regularizer = Regularizer.none
-    l1_tau: float = 1e-4  # L1 coefficient at peak lr, decayed like the lr (README: how chosen)
+    l1_mode: L1Mode = L1Mode.loss
+    # L1 coefficient, decayed like the lr; None: the mode's default (docs/lottery.md: how chosen)
+    l1_tau: Optional[float] = None
     group_size: int = 10  # active_lt chains: seeds [g*size, (g+1)*size) in seed order
 
 

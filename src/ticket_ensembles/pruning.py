@@ -79,9 +79,12 @@ def pruning_schedule(prune_ratio: float, prune_step: float) -> list[float]:
 
 
 @torch.no_grad()
-def prune_lowest_magnitude(params: dict[str, torch.Tensor], masks: Masks, n: int) -> Masks:
+def prune_lowest_magnitude(params: dict[str, torch.Tensor], masks: Masks, n: int,
+                           tiebreak: dict[str, torch.Tensor] | None = None) -> Masks:
     """New masks with exactly ``n`` more weights removed: the lowest |w| among survivors,
-    ranked globally over all matrices; ties go to the earlier weight (name order, C order)."""
+    ranked globally over all matrices; ties go to the lower |tiebreak| if given (the rewound
+    weights: many weights tie at exactly 0 after a decoupled L1 round), then to the earlier
+    weight (name order, C order)."""
     names = list(masks)
     survivors = count_total(masks) - count_pruned(masks)
     if not 0 <= n <= survivors:
@@ -95,6 +98,9 @@ def prune_lowest_magnitude(params: dict[str, torch.Tensor], masks: Masks, n: int
     threshold = scores.kthvalue(n).values
     remove = scores < threshold
     tied = (scores == threshold).nonzero().flatten()
+    if tiebreak is not None and len(tied) > n - int(remove.sum()):
+        second = torch.cat([tiebreak[k].detach().abs().float().flatten() for k in names])[tied]
+        tied = tied[torch.sort(second.cpu(), stable=True).indices.to(tied.device)]
     remove[tied[: n - int(remove.sum())]] = True
     out, offset = {}, 0
     for k in names:
@@ -104,10 +110,11 @@ def prune_lowest_magnitude(params: dict[str, torch.Tensor], masks: Masks, n: int
     return out
 
 
-def prune_to_fraction(params: dict[str, torch.Tensor], masks: Masks, fraction: float) -> Masks:
+def prune_to_fraction(params: dict[str, torch.Tensor], masks: Masks, fraction: float,
+                      tiebreak: dict[str, torch.Tensor] | None = None) -> Masks:
     """Prune so that round(fraction x prunable count) weights are removed in total."""
     target = round(fraction * count_total(masks))
-    return prune_lowest_magnitude(params, masks, target - count_pruned(masks))
+    return prune_lowest_magnitude(params, masks, target - count_pruned(masks), tiebreak)
 
 
 @torch.no_grad()

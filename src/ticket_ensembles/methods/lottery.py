@@ -3,7 +3,9 @@
 IMP with rewinding: every round finetunes θ_s ⊙ m, removes the lowest-|w| prune_step share
 of the ORIGINAL prunable count (ranked globally) and rewinds every weight, head included, to
 θ_s; once prune_ratio is reached the member is a final finetune with the mask held fixed.
-ACTIVE-LT and RANDOM-LT add loss += tau * lr_scale * ||θ ⊙ l||_1 in the pruning rounds.
+ACTIVE-LT and RANDOM-LT add an L1 regulariser in the pruning rounds, as a loss term
+tau * lr_scale * ||θ ⊙ l||_1 (``method.l1_mode=loss``) or as a soft-threshold by lr_t * tau * l
+after each step (``decoupled``); docs/lottery.md.
 """
 from __future__ import annotations
 
@@ -26,6 +28,15 @@ from .base import Method, RunContext
 log = logging.getLogger(__name__)
 # settings an active_lt predecessor must share with the member that averages its mask
 _CHAIN_KEYS = ("task", "model", "method")
+# method.l1_tau=null picks these (docs/lottery.md: how they were chosen)
+L1_TAU_DEFAULTS = {"loss": 1e-4, "decoupled": 4.0}
+# loss mode: Adam's push is saturated long before this (docs/lottery.md), so a larger tau is a slip
+LOSS_TAU_MAX = 10.0
+# decoupled mode: below this the shrink per round (tau x the round's summed lr) moves no mask
+DECOUPLED_TAU_MIN = 1e-2
+# decoupled mode: the most one step may shrink a weight (tau x trainer.lr); 1e-2 is about the
+# 17% quantile of |w| in all-MiniLM-L6-v2's prunable matrices, i.e. half the model in a few steps
+DECOUPLED_STEP_MAX = 1e-2
 
 
 class LotteryTicket(Method):
@@ -35,8 +46,7 @@ class LotteryTicket(Method):
         super().__init__(cfg)
         pruning.pruning_schedule(cfg.method.prune_ratio, cfg.method.prune_step)  # bad values fail before loading
         chain_predecessors(int(cfg.seed), cfg.method.group_size)
-        if cfg.method.l1_tau < 0:
-            raise UserError(f"method.l1_tau={cfg.method.l1_tau} must be >= 0")
+        cfg.method.l1_tau = l1_tau(cfg.method, cfg.trainer.lr)  # config.yaml and the fingerprint record it
 
     def build(self, ctx: RunContext) -> None:
         if ctx.cfg.method.regularizer == "active":
@@ -74,6 +84,25 @@ class RandomLT(LotteryTicket):
     """L1 coefficients: a Bernoulli mask drawn from the seed, P(0) = prune_ratio."""
 
 
+def l1_tau(mcfg, lr: float) -> float:
+    """method.l1_tau, or the default of method.l1_mode when null; refused outside the mode's range."""
+    mode = str(getattr(mcfg.l1_mode, "value", mcfg.l1_mode))
+    tau = L1_TAU_DEFAULTS[mode] if mcfg.get("l1_tau") is None else float(mcfg.l1_tau)
+    if not tau >= 0.0 or tau == float("inf"):
+        raise UserError(f"method.l1_tau={tau} must be a number >= 0")
+    if mode == "loss" and tau > LOSS_TAU_MAX:
+        raise UserError(f"method.l1_tau={tau} is far above l1_mode=loss's scale (default {L1_TAU_DEFAULTS['loss']}; "
+                        "under Adam its push saturates near 1e-4): lower it, or use method.l1_mode=decoupled")
+    if mode == "decoupled" and 0.0 < tau < DECOUPLED_TAU_MIN:
+        raise UserError(f"method.l1_tau={tau} with l1_mode=decoupled shrinks a weight by tau x the summed lr of a "
+                        f"round (~1e-7), which moves no mask: use a tau of order 1 (default "
+                        f"{L1_TAU_DEFAULTS['decoupled']}) or method.l1_mode=loss")
+    if mode == "decoupled" and tau * lr > DECOUPLED_STEP_MAX:
+        raise UserError(f"method.l1_tau={tau} x trainer.lr={lr} shrinks every penalised weight by {tau * lr:.3g} per "
+                        f"step, which zeroes most of the model in a few steps: keep tau x lr <= {DECOUPLED_STEP_MAX}")
+    return tau
+
+
 def context_for_seed(ctx: RunContext, seed: int) -> RunContext:
     """The same run settings for another seed (a missing predecessor), counting afresh."""
     cfg = copy.deepcopy(ctx.cfg)
@@ -98,7 +127,7 @@ def build_ticket(ctx: RunContext) -> None:
     pruning.rewind(model, theta, masks)
     for r in range(done, len(schedule)):
         rounds.append(pruning_round(ctx, model, params, masks, coefficients, r + 1))
-        masks = pruning.prune_to_fraction(params, masks, schedule[r])
+        masks = pruning.prune_to_fraction(params, masks, schedule[r], tiebreak=theta)
         pruning.rewind(model, theta, masks)
         pruned, total = pruning.count_pruned(masks), pruning.count_total(masks)
         rounds[-1] |= {"pruned_weights": pruned, "sparsity": pruned / total}
@@ -125,7 +154,8 @@ def resume_costs(ctx: RunContext, work: RoundWork, done: int) -> list[dict]:
 def pruning_round(ctx: RunContext, model, params, masks, coefficients, round_no: int) -> dict:
     """One pruning-round finetune of θ_s ⊙ m (with the L1 penalty, if any); its run facts."""
     keep = masks if pruning.count_pruned(masks) else None
-    with MaskedTraining(params, keep, coefficients, ctx.cfg.method.l1_tau) as hooks:
+    mcfg = ctx.cfg.method
+    with MaskedTraining(params, keep, coefficients, mcfg.l1_tau, mcfg.l1_mode) as hooks:
         result = ctx.finetune(model, hooks=hooks, epochs=ctx.cfg.method.epochs_per_round,
                               desc=f"seed {ctx.seed} round {round_no}")
     return {"round": round_no, "steps": result.steps, "final_lr": result.final_lr, "mean_loss": result.mean_loss}
@@ -156,6 +186,8 @@ def predecessor_mask(ctx: RunContext, seed: int):
     except Exception as e:  # missing or damaged YAML
         raise UserError(f"{folder / 'config.yaml'} is unreadable ({type(e).__name__}): rebuild that member "
                         f"(seed={seed} overwrite=true)") from None
+    if "l1_mode" not in theirs.get("method", {}):  # built before l1_mode existed: the loss mode
+        theirs.method.l1_mode = "loss"
     ours = OmegaConf.masked_copy(ctx.cfg, list(_CHAIN_KEYS))
     if OmegaConf.to_container(theirs, resolve=True) != OmegaConf.to_container(ours, resolve=True, enum_to_str=True):
         raise UserError(f"{folder} (seed {seed}, an earlier member of seed {ctx.seed}'s active_lt chain) was built "
