@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# make demo: all six methods on real MRPC (GLUE_DIR, else the hub) with the real pretrained
-# all-MiniLM-L6-v2 from its pip package (cut to 3 layers), DEMO_SEEDS seeds each in two groups,
+# make demo: all six methods on real SST-2 (GLUE_DIR, else the hub) with the real pretrained
+# all-MiniLM-L6-v2 from its pip package, DEMO_SEEDS seeds each in two groups,
 # then evaluate. Offline. Each sweep runs DEMO_JOBS (2) parallel workers (hydra/launcher=joblib,
 # one thread each on 2 cores). First prints an estimate of its own duration on this machine.
 # Resumable like every sweep: run it again and only missing members are trained.
@@ -9,7 +9,7 @@ SEEDS="${DEMO_SEEDS:-4}"
 JOBS="${DEMO_JOBS:-2}"
 HALF=$((SEEDS / 2))
 EVAL_GROUPS="[[$(seq -s, 0 $((HALF - 1)))],[$(seq -s, $HALF $((SEEDS - 1)))]]"
-ROUND_EPOCHS=0.25
+ROUND_EPOCHS=0.125
 TICKETS=("method.epochs_per_round=$ROUND_EPOCHS" "method.group_size=$HALF")
 # the script's overrides first, then the launcher, then the user's SWEEP_ARGS (they win)
 sweep() { run "$PYTHON" train.py -m "$@" hydra/launcher=joblib "hydra.launcher.n_jobs=$JOBS" "${SWEEP_EXTRA[@]}"; }
@@ -22,18 +22,17 @@ sweep experiment=demo method=base_lt "seed=range($SEEDS)" "${TICKETS[@]}"
 sweep experiment=demo method=random_lt "seed=range($SEEDS)" "${TICKETS[@]}"
 sweep experiment=demo method=active_lt "seed=$((HALF - 1)),$((SEEDS - 1))" "${TICKETS[@]}"
 sweep experiment=demo method=freetickets method.variant=dst "seed=range($SEEDS)"
-# model.num_layers as in conf/experiment/demo.yaml
-run "$PYTHON" evaluate.py task=mrpc model=minilm_l6 model.num_layers=3 "paths.root_dir=\${oc.env:TE_ROOT,.}/demo" \
+run "$PYTHON" evaluate.py task=sst2 model=minilm_l6 "paths.root_dir=\${oc.env:TE_ROOT,.}/demo" \
     "ensemble.groups=$EVAL_GROUPS" "ensemble.max_size=$HALF" logger=wandb experiment_name=demo "${EVAL_EXTRA[@]}"
 if [ -z "${DRY_RUN:-}" ]; then
     ROOT="${TE_ROOT:-.}/demo"
     # the model folder is minilm_l6, or minilm_l6_L<n> when EVAL_ARGS/SWEEP_ARGS cut the depth
-    REPORT="$(ls -dt "$ROOT"/reports/mrpc/minilm_l6*/ | head -n 1)"
+    REPORT="$(ls -dt "$ROOT"/reports/sst2/minilm_l6*/ | head -n 1)"
     REPORT="${REPORT%/}"
     echo
     cat "$REPORT/table1.md"
     echo
     echo "Reports (table1.md/.tex, table2.md, summary.csv, combinations.csv, diversity.csv, figure3.png, figure4_*.png): $REPORT/"
-    echo "Member store: $ROOT/store/mrpc/$(basename "$REPORT")/"
+    echo "Member store: $ROOT/store/sst2/$(basename "$REPORT")/"
     echo "W&B offline run (upload with 'wandb sync <dir>'): $(ls -dt "$ROOT"/logs/wandb/offline-run-* 2>/dev/null | head -n 1)"
 fi

@@ -1,6 +1,6 @@
 """Print how long `make demo` will take on THIS machine, from a few timed training steps.
 
-    python multirun_sweeps/demo_estimate.py --seeds 4 --jobs 2 --round-epochs 0.25 [overrides]
+    python multirun_sweeps/demo_estimate.py --seeds 4 --jobs 2 --round-epochs 0.125 [overrides]
 
 Times (on one thread, as each of the demo's parallel workers runs) the loading of data and model,
 a few training steps and a prediction pass at the demo's settings, then multiplies by the work of
@@ -56,7 +56,7 @@ def member_steps(cfg, rows: int, round_epochs: float) -> dict[str, int]:
 def missing_members(cfg, seeds: int, steps: dict[str, int]) -> list[tuple[str, int]]:
     folder = store.model_folder(cfg.model)
     return [(m, s) for m in steps for s in range(seeds)
-            if not store.is_complete(store.member_dir(cfg.paths.store_dir, "mrpc", folder, m, s))]
+            if not store.is_complete(store.member_dir(cfg.paths.store_dir, cfg.task.name, folder, m, s))]
 
 
 def padded_tokens(loader, batches: int | None = None) -> int:
@@ -89,7 +89,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=4)
     p.add_argument("--jobs", type=int, default=2, help="parallel workers of each sweep")
-    p.add_argument("--round-epochs", type=float, default=0.25)
+    p.add_argument("--round-epochs", type=float, default=0.125)
     p.add_argument("overrides", nargs="*", help="train.py overrides (hydra/... launcher ones are ignored)")
     args = p.parse_args()
     check_environment()

@@ -30,13 +30,13 @@ def test_demo_trains_every_method_then_prints_table1_and_where_everything_is(glu
     assert re.search(r"^Estimated demo time on this machine: about \d+ min for 24 members \(\d+\.\d\d s per "
                      r"training step, (fp32|bf16), \d parallel workers", res.stdout, re.M), res.stdout[:1500]
 
-    members = store.list_members(tmp_path / "demo" / "store", "mrpc", "minilm_l6_L1")
+    members = store.list_members(tmp_path / "demo" / "store", "sst2", "minilm_l6_L1")
     seeds = [f"seed_{s}" for s in range(4)]  # at least 4 seeds per method, in two groups
     assert {m: sorted(v) for m, v in members.items()} == {
         m: seeds for m in ("baseline", "bagging", "base_lt", "active_lt", "random_lt", "freetickets_dst")}
 
     # Table 1 in the terminal, one row per method, ensembles of k = 2 (one per group)
-    assert "# Table 1 · mrpc · minilm_l6_L1" in res.stdout and "ens. (k=2)" in res.stdout
+    assert "# Table 1 · sst2 · minilm_l6_L1" in res.stdout and "ens. (k=2)" in res.stdout
     for row in METHOD_ROWS:
         assert re.search(rf"^\| {row} \| \d+\.\d\d \|", res.stdout, re.M), row
 
