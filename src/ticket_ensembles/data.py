@@ -164,7 +164,7 @@ def limit(ds, n: int | None):
 def load_text_task(task: TaskSpec, data_cfg, tokenizer, max_length: int) -> TaskData:
     from transformers import DataCollatorWithPadding
 
-    if data_cfg.get("ood"):  # neither paper defines a text OoD set (README: FreeTickets, OoD)
+    if data_cfg.get("ood"):  # neither paper defines a text OoD set (docs/freetickets.md, GLUE setting)
         raise UserError(f"data.ood={data_cfg.ood!r} is supported for image tasks only: unset it for {task.name}")
     if data_cfg.get("validation_fraction"):
         raise UserError(f"data.validation_fraction={data_cfg.validation_fraction} is supported for image tasks "

@@ -95,7 +95,7 @@ def report_dir(cfg, model: str) -> Path:
 
 
 def write_report(report: Report, folder: Path) -> None:
-    """Every output file (README section "Evaluation" says what each holds)."""
+    """Every output file (docs/evaluation.md says what each holds)."""
     from .figures import figure3, figure4  # matplotlib: only paid when writing
 
     report.summary.to_csv(folder / "summary.csv", index=False)

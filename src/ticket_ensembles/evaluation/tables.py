@@ -201,7 +201,7 @@ def table1(summary: pd.DataFrame, setting: TableSetting, ood: pd.DataFrame | Non
     costs = cost_section(summary, setting)
     if costs:
         notes.append("Cost: analytic training FLOPs of the ensemble's members and inference FLOPs per example, "
-                     "relative to ONE dense model (README: FLOPs); EDST tickets each carry 1/M of their run; "
+                     "relative to ONE dense model (docs/evaluation.md, FLOPs); EDST tickets each carry 1/M of their run; "
                      "– = a member without run.json.")
     sections += costs + ood_section(ood, setting)
     md = markdown(title, sections, notes)
