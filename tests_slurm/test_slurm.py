@@ -28,6 +28,9 @@ pytestmark = pytest.mark.usefixtures("cluster")
 MODEL = "minilm_l6_L1"
 ACTIVE = ["method=active_lt", "method.group_size=3", "method.prune_step=0.1", "method.prune_ratio=0.1"]
 RANDOM = ["method=random_lt", "method.prune_step=0.05", "method.prune_ratio=0.5"]  # 10 short rounds
+# rounds long enough (about 3 s each on a quiet 2-core machine) that a requeue lands mid-member:
+# with the short rounds a quiet machine finished the member in the 4 s SLURM took to kill the step
+REQUEUED = [*RANDOM, "method.epochs_per_round=8"]
 
 
 def method_dir(root: Path, method: str) -> Path:
@@ -124,12 +127,12 @@ def test_a_sweep_lands_an_active_lt_chain_in_order_and_evaluate_reads_it(glue_di
 
 
 def test_scontrol_requeue_resumes_after_the_last_round_with_the_same_member(glue_dir, tmp_path, tmp_path_factory):
-    proc = launch(glue_dir, tmp_path, *RANDOM, "seed=0")
+    proc = launch(glue_dir, tmp_path, *REQUEUED, "seed=0")
     work = method_dir(tmp_path, "random_lt") / ".work" / "seed_0"
     wait_until(lambda: (work / "round_1.npz").exists(), 300, "pruning round 1", proc)
     [folder] = job_folders(tmp_path)
     subprocess.run(["scontrol", "requeue", folder.name], check=True, capture_output=True, timeout=30)
-    reference = reference_members(glue_dir, tmp_path_factory.mktemp("random_reference"), RANDOM, [0])[0]
+    reference = reference_members(glue_dir, tmp_path_factory.mktemp("random_reference"), REQUEUED, [0])[0]
     _, err = proc.communicate(timeout=400)
     assert proc.returncode == 0, err[-3000:]
     assert starts(folder) == 2, job_log(folder)[-3000:]
