@@ -1,53 +1,103 @@
 #!/usr/bin/env bash
 # make mechanism (docs/lottery.md): do the L1 regularisers diversify the masks (Figure 4), and at
 # what accuracy cost? conf/experiment/mechanism.yaml has the setting (MiniLM cut to 2 layers,
-# full MRPC, quarter-epoch pruning rounds, fp32). Two stages, each resumable:
-#   masks     5 seeds of base_lt, and of random_lt and active_lt per L1 setting (final finetune
-#             cut to 0.02 epoch: it never changes a mask)
-#   accuracy  3 seeds of each method at the default settings of both L1 modes, full final finetune
-# then the report into MECHANISM_OUT (default results/mechanism). MECHANISM_STAGES picks stages.
-# Jobs are listed seed-major so that the active_lt chains advance together on parallel workers.
-# Two 1-thread workers by default (each gets cores / n_jobs threads); SWEEP_ARGS replaces this.
-SWEEP_ARGS="${SWEEP_ARGS-hydra/launcher=joblib hydra.launcher.n_jobs=2}"
+# full MRPC, quarter-epoch pruning rounds, fp32, length-grouped batches). One store per L1 setting
+# holds both stages, each member resumable:
+#   accuracy  seeds 0-2 of base_lt and of random_lt / active_lt at each mode's default tau, with
+#             the full final finetune (their single-member dev accuracy, Table 1 over k <= 3)
+#   masks     seeds 3-4 of the same (5 seeds for Figure 4's heatmaps; final finetune cut to 0.02
+#             epoch: it never changes a mask), and the tau grid: random_lt, seeds 0-2, decoupled
+#             tau MECHANISM_TAUS_DECOUPLED (2,8) and loss tau MECHANISM_TAUS_LOSS_EXTRA (1e-2)
+# then the report into MECHANISM_OUT (default results/mechanism). MECHANISM_STAGES=report makes
+# only the report. The jobs run in MECHANISM_LANES (2) lanes of sequential sweeps, one 1-thread
+# process each, balanced by optimizer steps (lane a 2,310, lane b 2,475); their output goes to
+# <root>/mechanism/logs/lane_<a|b>.log, and the terminal shows each sweep and finished member.
+# An active_lt lane runs seeds 0-2 before 3-4: a chain builds on its earlier seeds' masks.
+SWEEP_ARGS="${SWEEP_ARGS-trainer.num_threads=1 trainer.progress=false}"
 source "$(dirname "$0")/common.sh"
-STAGES="${MECHANISM_STAGES:-masks accuracy report}"
+STAGES="${MECHANISM_STAGES:-train report}"
+LANES="${MECHANISM_LANES:-2}"
 OUT="${MECHANISM_OUT:-results/mechanism}"
 ROOT="${TE_ROOT:-.}/mechanism"
-MASKS=(experiment=mechanism trainer.epochs=0.02)
 TAUS_DECOUPLED="${MECHANISM_TAUS_DECOUPLED:-2,8}"  # beside the default 4
 TAUS_LOSS_EXTRA="${MECHANISM_TAUS_LOSS_EXTRA:-1e-2}"  # beside the loss default 1e-4: Adam saturates
-
-# Most important first, so that a run cut short still answers the question: the decoupled default
-# against the loss default and base_lt, the accuracy of those tickets, then the rest of the tau grid.
-masks() { sweep "seed=range(5)" "$@" "${MASKS[@]}"; }
-accuracy() { sweep "seed=range(3)" "$@" experiment=mechanism; }  # method.l1_tau null: the mode's default
+ACC=(experiment=mechanism "seed=range(3)")  # full final finetune
+MASK=(experiment=mechanism trainer.epochs=0.02)  # masks only
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 
-if has masks; then
-    masks method=base_lt
-    masks method=active_lt,random_lt method.l1_mode=decoupled
-    masks method=active_lt,random_lt method.l1_mode=loss
+# one method at its mode's default tau (method.l1_tau null): accuracy seeds 0-2, then mask seeds 3-4
+defaults_of() { sweep "${ACC[@]}" "$@"; sweep "${MASK[@]}" seed=3,4 "$@"; }
+lane_a() {
+    defaults_of method=active_lt method.l1_mode=decoupled
+    defaults_of method=random_lt method.l1_mode=decoupled
+    sweep "${MASK[@]}" "seed=range(3)" method=random_lt method.l1_mode=decoupled "method.l1_tau=$TAUS_DECOUPLED"
+    sweep "${MASK[@]}" seed=3,4 method=base_lt
+}
+lane_b() {
+    defaults_of method=active_lt method.l1_mode=loss
+    sweep "${ACC[@]}" method=base_lt
+    defaults_of method=random_lt method.l1_mode=loss
+    sweep "${MASK[@]}" "seed=range(3)" method=random_lt method.l1_mode=loss "method.l1_tau=$TAUS_LOSS_EXTRA"
+}
+
+# a lane in the background: its output into a log, sweeps and finished members on the terminal
+lane() {
+    local name="$1" log="$ROOT/logs/lane_$1.log"
+    ( set +e; ( "lane_$name" ); echo $? > "$log.rc" ) 2>&1 | tee -a "$log" \
+        | grep --line-buffered -E '^\+ |\] - wrote |[Ee]rror' | sed -u "s/^/[lane $name] /"
+}
+
+if has train; then
+    if [ -n "${DRY_RUN:-}" ] || [ "$LANES" = 1 ]; then
+        lane_a
+        lane_b
+    else
+        mkdir -p "$ROOT/logs"
+        rm -f "$ROOT"/logs/lane_?.log.rc
+        echo "make mechanism: two lanes in parallel, full output in $ROOT/logs/lane_a.log and lane_b.log" >&2
+        trap 'trap - INT TERM; kill 0' INT TERM  # Ctrl-C stops both lanes (every member resumes)
+        lane a &
+        lane b &
+        wait
+        for name in a b; do
+            rc="$(cat "$ROOT/logs/lane_$name.log.rc" 2>/dev/null || echo 1)"
+            if [ "$rc" != 0 ]; then
+                echo "error: lane $name of make mechanism failed (exit $rc): see $ROOT/logs/lane_$name.log, fix it and run make mechanism again (finished members are kept)" >&2
+                exit 1
+            fi
+        done
+    fi
 fi
-has accuracy && accuracy method=base_lt,active_lt,random_lt method.l1_mode=decoupled
-if has masks; then
-    masks method=random_lt,active_lt method.l1_mode=decoupled "method.l1_tau=$TAUS_DECOUPLED"
-fi
-has accuracy && accuracy method=active_lt,random_lt method.l1_mode=loss
-has masks && masks method=random_lt,active_lt method.l1_mode=loss "method.l1_tau=$TAUS_LOSS_EXTRA"
 if has report; then
-    # Table 1/2 of the accuracy stage's tickets (3 seeds: k <= 3, 3 pairs), one report per L1 setting
-    for store in "$ROOT"/store/final1.0/*/; do
-        [ -d "$store" ] || continue  # no accuracy stage yet
-        methods=()  # those with all 3 seeds (a run cut short may have fewer)
+    STORE="$ROOT/store"
+    # base_lt has no L1 term: its members (in the loss store) stand in every other setting's Table 1
+    for setting in "$STORE"/*_tau*/; do
+        for model in "$STORE"/loss_tau0.0001/*/*/; do
+            [ -d "$model/base_lt" ] || continue
+            rel="${model#"$STORE"/loss_tau0.0001/}"
+            dest="$setting$rel"
+            if [ -d "$dest" ] && [ ! -e "${dest}base_lt" ]; then
+                run ln -s "$(realpath --relative-to="$dest" "$model/base_lt")" "${dest}base_lt"
+            fi
+        done
+    done
+    # Table 1/2 of the accuracy stage's tickets (seeds 0-2: k <= 3, 3 pairs), one report per L1 setting
+    for store in "$STORE"/*_tau*/; do
+        methods=()  # those with all 3 accuracy-stage seeds (a run cut short may have fewer)
         for m in base_lt active_lt random_lt; do
-            n=$(find "$store" -path "*/$m/seed_[012]/COMPLETE" 2>/dev/null | wc -l)
+            n=0
+            for s in 0 1 2; do
+                for f in "$store"*/*/"$m"/seed_"$s"; do
+                    [ -e "$f/COMPLETE" ] && grep -qE '^  epochs: 1(\.0)?$' "$f/config.yaml" && n=$((n + 1))
+                done
+            done
             [ "$n" -eq 3 ] && methods+=("$m")
         done
-        [ ${#methods[@]} -gt 0 ] || continue
+        [ ${#methods[@]} -gt 1 ] || continue  # base_lt alone: nothing to compare
         list=$(IFS=,; echo "${methods[*]}")
-        run "$PYTHON" evaluate.py task=mrpc model=minilm_l6 model.num_layers=2 "paths.store_dir=$store" \
+        run "$PYTHON" evaluate.py task=mrpc model=minilm_l6 model.num_layers=2 "paths.store_dir=${store%/}" \
             "ensemble.methods=[$list]" "ensemble.groups=[[0,1,2]]" ensemble.max_size=3 ensemble.iou_members=3 \
             "ensemble.report_dir=$OUT/ensembles_$(basename "$store")" "${EVAL_EXTRA[@]}"
     done
-    run "$PYTHON" -m ticket_ensembles.evaluation.mechanism "$ROOT/store" "$OUT"
+    run "$PYTHON" -m ticket_ensembles.evaluation.mechanism "$STORE" "$OUT"
 fi
