@@ -13,10 +13,12 @@
 # process each, balanced by optimizer steps (lane a 2,310, lane b 2,475); their output goes to
 # <root>/mechanism/logs/lane_<a|b>.log, and the terminal shows each sweep and finished member.
 # An active_lt lane runs seeds 0-2 before 3-4: a chain builds on its earlier seeds' masks.
-SWEEP_ARGS="${SWEEP_ARGS-trainer.num_threads=1 trainer.progress=false}"
 source "$(dirname "$0")/common.sh"
 STAGES="${MECHANISM_STAGES:-train report}"
 LANES="${MECHANISM_LANES:-2}"
+# two lanes: one torch thread each (2 cores); the user's SWEEP_ARGS come after these and win
+if [ "$LANES" = 1 ]; then LANE_ARGS=(); else LANE_ARGS=(trainer.num_threads=1 trainer.progress=false); fi
+sweep() { run "$PYTHON" train.py -m "$@" "${LANE_ARGS[@]}" "${SWEEP_EXTRA[@]}"; }
 OUT="${MECHANISM_OUT:-results/mechanism}"
 ROOT="${TE_ROOT:-.}/mechanism"
 TAUS_DECOUPLED="${MECHANISM_TAUS_DECOUPLED:-2,8}"  # beside the default 4
