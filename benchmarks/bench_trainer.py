@@ -4,6 +4,7 @@ batches against random ones (dev accuracy).
 Same model, data, batch size, sequence length, precision, optimizer and schedule for both sides.
   python benchmarks/bench_trainer.py throughput [--precision auto] [--steps 28]
   python benchmarks/bench_trainer.py agreement  [--compare grouping|trainer] [--layers 3] [--seeds 0 1 2]
+                                               [--override trainer.epochs=1 trainer.lr=2e-4] [--jobs 2]
 Prints a markdown-ready summary and writes bench_results/trainer_<mode>_....json (with the CPU).
 """
 from __future__ import annotations
@@ -84,7 +85,7 @@ def run_hf_trainer(cfg, data, seed: int, steps: int | None = None) -> tuple[floa
 
 def base_overrides(args, *extra: str) -> list[str]:
     return ["model=minilm_l6", f"trainer.precision={args.precision}", "trainer.progress=false", *extra,
-            *([f"model.num_layers={args.layers}"] if args.layers else [])]
+            *([f"model.num_layers={args.layers}"] if args.layers else []), *args.override]
 
 
 def throughput(args) -> dict:
@@ -112,33 +113,58 @@ def throughput(args) -> dict:
     return out
 
 
-def agreement(args) -> dict:
-    """Dev accuracy on full MRPC with the paper's setting: grouped vs random batches (ours), or ours vs Trainer."""
-    if args.compare == "grouping":
-        sides = {"random": (run_ours, compose(base_overrides(args, "trainer.group_by_length=false"))),
-                 "grouped": (run_ours, compose(base_overrides(args, "trainer.group_by_length=true")))}
-    else:
-        cfg = compose(base_overrides(args))
-        sides = {"ours": (run_ours, cfg), "hf_trainer": (run_hf_trainer, cfg)}
-    first = next(iter(sides.values()))[1]
+def agreement_job(side: str, overrides: list[str], seed: int, threads: int) -> dict:
+    """One finetune and its dev accuracy (a joblib worker: loads its own data)."""
+    torch.set_num_threads(threads)
+    fn = run_hf_trainer if side == "hf_trainer" else run_ours
+    cfg = compose(overrides)
     task = get_task("mrpc")
-    data = load_text_task(task, first.data, load_tokenizer(first.model), first.trainer.max_length)
-    labels, rows = data.labels("validation"), []
+    data = load_text_task(task, cfg.data, load_tokenizer(cfg.model), cfg.trainer.max_length)
+    wall, _, model = fn(cfg, data, seed)
+    logits = predict(model, data.evals["validation"], cfg.trainer, data.collate_fn)
+    row = {"seed": seed, side: member_metrics(task, logits, data.labels("validation"))["accuracy"],
+           f"{side}_s": round(wall, 1)}
+    print(row, flush=True)
+    return row
+
+
+def agreement(args) -> dict:
+    """Dev accuracy on full MRPC: grouped vs random batches (ours), or ours vs Trainer; the finetunes
+    run as ``--jobs`` parallel processes of cores / jobs threads each."""
+    from joblib import Parallel, delayed
+
+    if args.compare == "grouping":
+        sides = {"random": base_overrides(args, "trainer.group_by_length=false"),
+                 "grouped": base_overrides(args, "trainer.group_by_length=true")}
+    else:
+        sides = {"ours": base_overrides(args), "hf_trainer": base_overrides(args)}
+    first = compose(next(iter(sides.values())))
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    done = Parallel(n_jobs=args.jobs, backend="loky")(
+        delayed(agreement_job)(name, overrides, seed, threads) for seed in args.seeds for name, overrides in sides.items())
+    rows = []
     for seed in args.seeds:
         row = {"seed": seed}
-        for name, (fn, cfg) in sides.items():
-            wall, _, model = fn(cfg, data, seed)
-            logits = predict(model, data.evals["validation"], cfg.trainer, data.collate_fn)
-            row[name] = member_metrics(task, logits, labels)["accuracy"]
-            row[f"{name}_s"] = round(wall, 1)
+        for part in (r for r in done if r["seed"] == seed):
+            row |= part
         rows.append(row)
-        print(row, flush=True)
     a, b = sides
     mean = {k: float(np.mean([r[k] for r in rows])) for k in sides}
     return {"mode": "agreement", "compare": args.compare, "precision": args.precision,
             "precision_used": run_precision(first.trainer), "layers": args.layers or 6, "seeds": args.seeds,
+            "overrides": args.override, "epochs": first.trainer.epochs, "lr": first.trainer.lr, "jobs": args.jobs,
+            "threads_per_job": threads, "majority_class_accuracy": majority(first),
             "rows": rows, "mean_accuracy": mean, f"difference_points_{b}_minus_{a}": mean[b] - mean[a],
             "within_one_point": abs(mean[b] - mean[a]) <= 1.0}
+
+
+def majority(cfg) -> float:
+    """Dev accuracy of always predicting the most frequent training label: above it, a model learnt."""
+    task = get_task("mrpc")
+    data = load_text_task(task, cfg.data, load_tokenizer(cfg.model), cfg.trainer.max_length)
+    train = np.asarray(data.train["labels"])
+    dev = np.asarray(data.labels("validation"))
+    return float(100 * np.mean(dev == np.bincount(train).argmax()))
 
 
 def main() -> None:
@@ -152,6 +178,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=28)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--override", nargs="*", default=[], help="Hydra overrides for both sides, e.g. trainer.epochs=1")
+    p.add_argument("--jobs", type=int, default=2, help="agreement: parallel finetunes (default 2)")
     args = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()

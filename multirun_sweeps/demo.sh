@@ -16,12 +16,10 @@ sweep() { run "$PYTHON" train.py -m "$@" hydra/launcher=joblib "hydra.launcher.n
 
 run "$PYTHON" multirun_sweeps/demo_estimate.py --seeds "$SEEDS" --jobs "$JOBS" --round-epochs "$ROUND_EPOCHS" \
     "${SWEEP_EXTRA[@]}"
-sweep experiment=demo method=baseline,bagging "seed=range($SEEDS)"
-# one sweep per ticket method: method.* overrides must name a method the base config has
-sweep experiment=demo method=base_lt "seed=range($SEEDS)" "${TICKETS[@]}"
-sweep experiment=demo method=random_lt "seed=range($SEEDS)" "${TICKETS[@]}"
-sweep experiment=demo method=active_lt "seed=$((HALF - 1)),$((SEEDS - 1))" "${TICKETS[@]}"
-sweep experiment=demo method=freetickets method.variant=dst "seed=range($SEEDS)"
+# two sweeps of 4 x 3 jobs, so that both workers stay busy: the dense methods and DST, then the
+# tickets seed by seed (an active_lt seed's chain predecessor, the seed before it, is then done)
+sweep experiment=demo method=baseline,bagging,freetickets "seed=range($SEEDS)"
+sweep experiment=demo "seed=range($SEEDS)" method=active_lt,base_lt,random_lt "${TICKETS[@]}"
 run "$PYTHON" evaluate.py task=sst2 model=minilm_l6 "paths.root_dir=\${oc.env:TE_ROOT,.}/demo" \
     "ensemble.groups=$EVAL_GROUPS" "ensemble.max_size=$HALF" logger=wandb experiment_name=demo "${EVAL_EXTRA[@]}"
 if [ -z "${DRY_RUN:-}" ]; then

@@ -51,6 +51,6 @@ def test_demo_trains_every_method_then_prints_table1_and_where_everything_is(glu
     assert Path(where["W&B offline run"]).is_dir()
 
     # progress: a bar for the whole sweep (two parallel workers report to it) and one for each finetune
-    assert re.search(r"sweep: 100%\|.*\| 8/8", res.stderr)  # baseline + bagging x 4 seeds
+    assert re.search(r"sweep: 100%\|.*\| 12/12", res.stderr)  # baseline, bagging and DST x 4 seeds
     for finetune in ("seed 3", "seed 3 round 1", "seed 3 final", "seed 3 dst"):  # dense, ticket, DST
         assert re.search(rf"{finetune}: +\d+%\|", res.stderr), finetune
