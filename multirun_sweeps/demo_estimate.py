@@ -31,7 +31,7 @@ from ticket_ensembles.trainer import finetune, predict, run_precision, train_loa
 
 IMPORT_S = time.perf_counter() - STARTED  # paid again by every worker of every sweep
 ROOT = Path(__file__).resolve().parents[1]
-SWEEPS = 5  # train.py processes in demo.sh (each starts its own workers)
+SWEEPS = 2  # train.py processes in demo.sh (each starts its own workers)
 TIMED_STEPS = 3
 EVALUATE_S = 20  # evaluate.py over the demo's 24 members: seconds, measured, barely depends on the CPU
 

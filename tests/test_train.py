@@ -17,7 +17,7 @@ from ticket_ensembles.run import train
 from ticket_ensembles.tasks import get_task
 from ticket_ensembles import trainer
 from ticket_ensembles.errors import UserError
-from ticket_ensembles.trainer import finetune, predict, prediction_order, resolve_precision, train_loader
+from ticket_ensembles.trainer import LengthGroupedBatches, finetune, predict, prediction_order, resolve_precision, train_loader
 
 
 def _member(cfg, method="baseline", seed=0):
@@ -149,6 +149,13 @@ def test_group_by_length_batches_pad_less_and_follow_the_seed(make_cfg):
     assert grouped_ratio < 1.2 < 1.4 < random_ratio  # measured: 1.14 and 1.48 (full MRPC: 1.03 and 1.50)
     again = [b["input_ids"][:, 0].tolist() for b in train_loader(data.train, cfg.trainer, 0, data.collate_fn)]
     assert again == order
+    # batches of similar length in a shuffled order (not transformers' longest-to-shortest sweep),
+    # the longest example in the first batch, every row once
+    batches = list(train_loader(data.train, cfg.trainer, 0, data.collate_fn))
+    widths = [b["input_ids"].shape[1] for b in batches]
+    assert widths[0] == max(widths) and widths[1:] != sorted(widths[1:], reverse=True)
+    rows = [i for batch in LengthGroupedBatches(32, [10] * 70, torch.Generator().manual_seed(0)) for i in batch]
+    assert sorted(rows) == list(range(70))
     ids = [b["labels"].tolist() for b in train_loader(data.train, cfg.trainer, 0, data.collate_fn)]
     assert ids != [b["labels"].tolist() for b in train_loader(data.train, cfg.trainer, 1, data.collate_fn)]
 
