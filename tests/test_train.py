@@ -190,6 +190,17 @@ def test_prediction_batches_by_length_and_returns_dev_file_order(make_cfg):
     assert np.allclose(sorted_logits[[0, 5]], one_by_one, atol=1e-5)
 
 
+def test_prediction_leaves_the_global_rng_so_training_after_it_draws_the_same_noise(make_cfg):
+    cfg = make_cfg()
+    task = get_task("mrpc")
+    data = load_text_task(task, cfg.data, load_tokenizer(cfg.model), 64)
+    model = load_model(cfg.model, task, 0)
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    predict(model, data.evals["validation"], cfg.trainer, data.collate_fn)
+    assert torch.equal(torch.get_rng_state(), before)  # EDST's next ticket and a round after dev scoring rely on it
+
+
 @pytest.mark.slow
 def test_multirun_sweep_names_folders_by_task_method_seed(glue_dir, tmp_path):
     res = run_script("train.py", "-m", *TINY, f"data.glue_dir={glue_dir}", f"paths.root_dir={tmp_path}",

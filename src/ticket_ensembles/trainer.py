@@ -235,11 +235,15 @@ def predict(model: torch.nn.Module, eval_ds, cfg, collate_fn: Callable | None = 
             by_length: bool = True) -> np.ndarray:
     """Logits in dataset (dev-file) order, float32: [N, C], or [N] for a one-output (regression) head.
 
-    Text rows are batched by length and the logits put back in file order."""
+    Text rows are batched by length and the logits put back in file order. Leaves torch's global RNG
+    as it was."""
     device = resolve_device(cfg.device)
     model.to(device).eval()
     order = prediction_order(eval_ds, by_length)
-    loader = DataLoader(eval_ds, batch_size=cfg.eval_batch_size, sampler=order.tolist(), collate_fn=collate_fn)
+    # a private generator: a DataLoader draws a base seed from it per pass, and from torch's global RNG
+    # without one, which would shift the dropout/augmentation stream of any training after a prediction
+    loader = DataLoader(eval_ds, batch_size=cfg.eval_batch_size, sampler=order.tolist(), collate_fn=collate_fn,
+                        generator=torch.Generator())
     chunks = []
     for batch in loader:
         batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}

