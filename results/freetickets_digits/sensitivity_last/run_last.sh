@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Sensitivity check: the same runs with method.member_checkpoint=last (same trajectories, the last model kept).
-cd /work/wt/i13
-export ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1
+# Sensitivity check: the sparse runs of make freetickets_digits again with method.member_checkpoint=last
+# (the same training trajectories, the last model kept), two at a time, beside the main study's dense
+# members. Run from the repository root after make freetickets_digits; reports into
+# outputs/freetickets_digits_last/reports/freetickets_digits_last/.
+set -euo pipefail
+export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1
 ROOT=outputs/freetickets_digits_last
 C=(experiment=freetickets_digits method.member_checkpoint=last trainer.precision=fp32 trainer.num_threads=1 trainer.progress=false paths.root_dir=$ROOT)
 date -u +"start %Y-%m-%dT%H:%M:%SZ"
 start=$(date +%s)
+mkdir -p $ROOT
 ( .venv/bin/python train.py "${C[@]}" seed=0 && .venv/bin/python train.py "${C[@]}" seed=1 ) > $ROOT.a.log 2>&1 &
 ( .venv/bin/python train.py "${C[@]}" method.variant=edst seed=0 && .venv/bin/python train.py "${C[@]}" seed=2 ) > $ROOT.b.log 2>&1 &
 wait
