@@ -32,5 +32,5 @@ sweep_chains() { sweep "$@" method=active_lt "seed=$CHAIN_SEEDS"; }
 # evaluate.py -m <overrides> into reports/<name>/<task>/<model>/
 evaluate() {
     local name="$1"; shift
-    run "$PYTHON" evaluate.py -m "$@" "paths.report_dir=\${paths.root_dir}/reports/$name" "${EVAL_EXTRA[@]}"
+    run "$PYTHON" evaluate.py -m "$@" "paths.report_dir=\${paths.root_dir}/reports/$name" "experiment_name=$name" "${EVAL_EXTRA[@]}"
 }

@@ -101,7 +101,8 @@ def test_each_make_target_sweeps_then_evaluates_configs_that_compose(target):
         overrides = [o for o in cmd[3:] if not o.startswith("paths.report_dir=")]
         if Path(cmd[1]).name == "evaluate.py":
             first = [re.sub(r"^(task=[^,]+),.*", r"\1", o) for o in overrides]  # one task of the sweep
-            compose_cfg("evaluate", first)
+            # the evaluation's W&B run lands in the study's group (<experiment>/<task>/<model>), not default/
+            assert compose_cfg("evaluate", first).experiment_name != "default"
         else:
             assert any(o.startswith("experiment=") for o in overrides)
             jobs += sweep_jobs(next(o.split("=")[1] for o in overrides if o.startswith("experiment=")),
