@@ -187,11 +187,16 @@ def test_an_interrupted_member_resumes_after_its_last_round(glue_dir, tmp_path, 
         train(lt_cfg(glue_dir, tmp_path, "base_lt", 0))
     work = method_dir(tmp_path, "base_lt") / ".work" / "seed_0"
     assert sorted(p.name for p in work.glob("round_*.npz")) == ["round_1.npz"]
+    costs = json.loads((work / "round_1.json").read_text())
+    assert costs["wall_time_s"] > 0
+    (work / "round_1.json").write_text(json.dumps(costs | {"wall_time_s": 1000.0}))  # a long first allocation
     monkeypatch.setattr(RunContext, "finetune", finetune)
     spy = Spy(monkeypatch)
     [member] = train(lt_cfg(glue_dir, tmp_path, "base_lt", 0))
     assert [c["desc"] for c in spy.calls] == ["seed 0 round 2", "seed 0 round 3", "seed 0 final"]
-    assert json.loads((member / "run.json").read_text())["resumed_after_round"] == 1
+    facts = json.loads((member / "run.json").read_text())
+    assert facts["resumed_after_round"] == 1
+    assert 1000.0 < facts["wall_time_s"] < 1000.0 + 600  # wall time counts the first allocation too
     uninterrupted = base_run[1] / "mask.npz"  # same settings, same seed: the same ticket
     assert maskio.mask_iou(maskio.load_mask(member / "mask.npz"), maskio.load_mask(uninterrupted)) == 1.0
 

@@ -131,8 +131,8 @@ def build_ticket(ctx: RunContext) -> None:
         pruning.rewind(model, theta, masks)
         pruned, total = pruning.count_pruned(masks), pruning.count_total(masks)
         rounds[-1] |= {"pruned_weights": pruned, "sparsity": pruned / total}
-        work.save(r + 1, masks, {"optimizer_steps": ctx.optimizer_steps,
-                                 "train_examples_seen": ctx.train_examples_seen, "rounds": rounds})
+        work.save(r + 1, masks, {"optimizer_steps": ctx.optimizer_steps, "train_examples_seen": ctx.train_examples_seen,
+                                 "wall_time_s": time.perf_counter() - ctx.started, "rounds": rounds})
         log.info("seed %d round %d: %d of %d prunable weights pruned", ctx.seed, r + 1, pruned, total)
     with MaskedTraining(params, masks) as hooks:  # the mask held fixed, no penalty
         final = ctx.finetune(model, hooks=hooks, desc=f"seed {ctx.seed} final")
@@ -141,13 +141,15 @@ def build_ticket(ctx: RunContext) -> None:
 
 
 def resume_costs(ctx: RunContext, work: RoundWork, done: int) -> list[dict]:
-    """Count the steps and examples of the ``done`` rounds of earlier runs (requeues) as this member's own."""
+    """Count the steps, examples and wall time of the ``done`` rounds of earlier runs (requeues) as this
+    member's own."""
     costs = work.costs(done) if done else {}
     if done and not costs:
         log.warning("seed %d: rounds 1-%d were saved without their costs; optimizer_steps and FLOPs count "
                     "only this run's training", ctx.seed, done)
     ctx.optimizer_steps += int(costs.get("optimizer_steps", 0))
     ctx.train_examples_seen += int(costs.get("train_examples_seen", 0))
+    ctx.started -= float(costs.get("wall_time_s", 0.0))  # run.json's wall_time_s: every allocation's
     return list(costs.get("rounds", []))
 
 
