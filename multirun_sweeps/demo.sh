@@ -19,7 +19,7 @@ run "$PYTHON" multirun_sweeps/demo_estimate.py --seeds "$SEEDS" --jobs "$JOBS" -
 # two sweeps of 4 x 3 jobs, so that both workers stay busy: the dense methods and DST, then the
 # tickets seed by seed (an active_lt seed's chain predecessor, the seed before it, is then done)
 sweep experiment=demo method=baseline,bagging,freetickets "seed=range($SEEDS)"
-sweep experiment=demo "seed=range($SEEDS)" method=active_lt,base_lt,random_lt "${TICKETS[@]}"
+sweep experiment=demo_tickets "seed=range($SEEDS)" method=active_lt,base_lt,random_lt "${TICKETS[@]}"
 run "$PYTHON" evaluate.py task=sst2 model=minilm_l6 "paths.root_dir=\${oc.env:TE_ROOT,.}/demo" \
     "ensemble.groups=$EVAL_GROUPS" "ensemble.max_size=$HALF" logger=wandb experiment_name=demo "${EVAL_EXTRA[@]}"
 if [ -z "${DRY_RUN:-}" ]; then
