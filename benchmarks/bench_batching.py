@@ -27,11 +27,10 @@ from ticket_ensembles.trainer import finetune, predict, run_precision, train_loa
 
 
 def padding_ratio(train_ds, lengths: list[int], cfg, seed: int = 0) -> float:
-    """Padded tokens / real tokens over one epoch, in the training sampler's order (no collation)."""
-    order = list(train_loader(train_ds, cfg, seed, None).sampler)
-    by = np.asarray(lengths)[np.asarray(order)]
-    batches = [by[i:i + cfg.batch_size] for i in range(0, len(by), cfg.batch_size)]
-    return float(sum(b.max() * len(b) for b in batches) / by.sum())
+    """Padded tokens / real tokens over one epoch, in the training loader's batches (no collation)."""
+    lengths = np.asarray(lengths)
+    batches = [lengths[np.asarray(b)] for b in train_loader(train_ds, cfg, seed, None).batch_sampler]
+    return float(sum(b.max() * len(b) for b in batches) / sum(b.sum() for b in batches))
 
 
 def tokens_per_s(cfg, data, task, steps: int, seed: int) -> float:
