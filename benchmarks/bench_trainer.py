@@ -173,8 +173,8 @@ def main() -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--compare", default="grouping", choices=["grouping", "trainer"], help="agreement only")
     p.add_argument("--layers", type=int, default=None, help="cut MiniLM-L6 to this many layers (default: all 6)")
-    # 28 steps = one whole mega-batch of full MRPC (min(3668 // (32 * 4), 50) batches): a grouped run
-    # sorts each mega-batch longest first, so fewer steps would time only its longest batches
+    # 28 steps = one whole mega-batch of full MRPC (min(3668 // (32 * 4), 50) batches): Trainer's grouped
+    # run sorts each mega-batch longest first, so fewer steps would time only its longest batches
     p.add_argument("--steps", type=int, default=28)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
