@@ -76,6 +76,13 @@ $(SWEEPS): install
 mechanism: install
 	PYTHON=$(PY) bash multirun_sweeps/mechanism.sh
 
+# Multi-Ticket's Table 1 at CPU scale with members that learn (results/table1_minilm/): MRPC by
+# default (~4.1 h on 2 cores of an AVX-512 EPYC, ~6 h on an AVX2 laptop), TABLE1_MINILM_TASK=stsb
+# second. Resumable across machines from the member records it commits.
+.PHONY: table1_minilm
+table1_minilm: install
+	PYTHON=$(PY) bash multirun_sweeps/table1_minilm.sh
+
 freetickets_cifar10 freetickets_cifar100: install
 	HF_HUB_OFFLINE=$(SWEEP_HUB_OFFLINE) PYTHON=$(PY) bash multirun_sweeps/freetickets_cifar.sh $(patsubst freetickets_%,%,$@)
 

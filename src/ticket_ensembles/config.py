@@ -97,6 +97,9 @@ class PathsConfig:
 @dataclass
 class MethodConfig:
     name: str = MISSING
+    # the method's folder in the store (a row of the tables); None: the method's own (a variant of a
+    # method, e.g. random_lt with l1_mode=decoupled beside random_lt, needs a folder of its own)
+    folder: Optional[str] = None
 
 
 @dataclass

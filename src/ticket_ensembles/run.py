@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import store
 from .data import TaskData, load_text_task
 from .errors import UserError
+from .fingerprint import describe, differences, member_settings
 from .loggers import RunLogger, init_wandb, wandb_group, wandb_on
 from .methods import RunContext, get_method
 from .models import load_model, load_tokenizer
@@ -47,10 +48,35 @@ def train(cfg: DictConfig) -> list[Path]:
 
 
 def _all_complete(cfg: DictConfig, members: list[Path]) -> bool:
+    if not cfg.overwrite:
+        for member in members:
+            check_same_settings(cfg, member)
     done = not cfg.overwrite and all(store.is_complete(m) for m in members)
     if done:
         log.info("skip: %s already complete (overwrite=true to redo)", ", ".join(str(m) for m in members))
     return done
+
+
+_warned_unrecorded: set[Path] = set()
+
+
+def check_same_settings(cfg: DictConfig, member: Path) -> None:
+    """Refuse to skip (or add to) a complete member that was made with other settings."""
+    if not store.is_complete(member):
+        return
+    recorded = store.member_settings_of(member)
+    if recorded is None:
+        if member.parent not in _warned_unrecorded:
+            _warned_unrecorded.add(member.parent)
+            log.warning("%s was written before members recorded their settings: this run cannot check that it "
+                        "matches (it is kept as it is)", member)
+        return
+    ours = member_settings(cfg)
+    keys = differences(recorded, ours, str(cfg.method.name))
+    if keys:
+        raise UserError(f"{member} is a complete member made with other settings: {describe(keys, recorded, ours)}; "
+                        "pass overwrite=true to replace it, or train into another store (paths.store_dir=<folder> "
+                        "or another experiment)")
 
 
 def _task_data_and_model_loader(cfg: DictConfig, task: TaskSpec) -> tuple[TaskData, callable]:

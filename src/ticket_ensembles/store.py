@@ -204,6 +204,22 @@ def _move_into_place(tmp: Path, final_dir: Path, overwrite: bool) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def read_run_facts(folder: str | Path) -> dict | None:
+    """A member's run.json, or None when it is missing or unreadable."""
+    try:
+        facts = json.loads((Path(folder) / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return facts if isinstance(facts, dict) else None
+
+
+def member_settings_of(folder: str | Path) -> dict | None:
+    """The settings a member recorded (fingerprint.member_settings), None if written before they were."""
+    facts = read_run_facts(folder)
+    settings = None if facts is None else facts.get("settings")
+    return settings if isinstance(settings, dict) else None
+
+
 def list_members(store_dir: str | Path, task: str, model: str) -> dict[str, dict[str, Path]]:
     """Complete members per method: ``{method: {member_name: folder}}``, sorted by seed, ticket."""
     root = Path(store_dir) / task / model

@@ -15,16 +15,14 @@ import shutil
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from . import pruning, store
+from .fingerprint import digest, member_settings
 
 log = logging.getLogger(__name__)
 WORK = ".work"
 _ROUND = re.compile(r"^round_(\d+)\.npz$")
-# what a round depends on; paths, logging, progress bars and the overwrite switch do not
-_FINGERPRINT_KEYS = ("task", "model", "method", "trainer", "data")
-_IRRELEVANT_TRAINER_KEYS = ("progress", "log_every_steps", "num_threads", "eval_batch_size")
 ROUNDS_SAVED = 0  # by this process: a SLURM job's progress (jobs.requeue_only_with_progress)
 
 
@@ -36,13 +34,9 @@ def chain_predecessors(seed: int, group_size: int) -> list[int]:
 
 
 def fingerprint(cfg: DictConfig, *extra: str) -> str:
-    """A digest of the settings that shape a member's masks (plus e.g. predecessor masks)."""
-    settings = OmegaConf.to_container(OmegaConf.masked_copy(cfg, list(_FINGERPRINT_KEYS)), resolve=True,
-                                      enum_to_str=True)
-    for key in _IRRELEVANT_TRAINER_KEYS:
-        settings.get("trainer", {}).pop(key, None)
-    text = json.dumps(settings, sort_keys=True, default=str)
-    return hashlib.sha256("\n".join([text, *extra]).encode()).hexdigest()[:16]
+    """A digest of the settings that shape a member's masks (fingerprint.member_settings, the same
+    settings a complete member records) plus e.g. the digests of predecessor masks."""
+    return digest(member_settings(cfg), *extra)
 
 
 def file_digest(path: Path) -> str:

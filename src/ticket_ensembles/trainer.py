@@ -79,6 +79,32 @@ def run_precision(cfg) -> str:
     return resolve_precision(resolve_device(cfg.device), cfg.precision)
 
 
+@functools.cache
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else the platform's word for it."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_facts(cfg) -> dict:
+    """Where a run with trainer config ``cfg`` computes, for run.json: device, its name, capability, TF32."""
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return {"device": f"cuda:{index}", "device_name": torch.cuda.get_device_name(index),
+                "tf32": bool(torch.backends.cuda.matmul.allow_tf32)}
+    return {"device": device.type, "device_name": cpu_name() if device.type == "cpu" else device.type,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "tf32": False}
+
+
 def autocast(device: torch.device, precision: str):
     """bf16 autocast on CPU or GPU; fp32 runs without autocast. ``precision`` may be auto."""
     enabled = resolve_precision(device, precision) == "bf16"

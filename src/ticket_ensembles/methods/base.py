@@ -18,7 +18,8 @@ from ..loggers import RunLogger
 from ..scoring import member_metrics
 from ..sparse.flops import examples_in_steps, finetune_examples, flops_report, profile_forward
 from ..tasks import TaskSpec, predictions_filename
-from ..trainer import FinetuneResult, count_parameters, finetune, predict, run_precision
+from ..fingerprint import digest, member_settings
+from ..trainer import FinetuneResult, count_parameters, device_facts, finetune, predict, run_precision
 
 
 @dataclass
@@ -117,8 +118,10 @@ class RunContext:
         metrics = self.split_metrics(predictions) | (extra_metrics or {})
         facts = {"seed": self.seed, "ticket": ticket, "wall_time_s": round(time.perf_counter() - self.started, 3),
                  "optimizer_steps": self.optimizer_steps, "train_examples": len(self.data.train),
-                 "precision": run_precision(self.cfg.trainer),
+                 "precision": run_precision(self.cfg.trainer), **device_facts(self.cfg.trainer),
                  **count_parameters(model), **(extra or {})}
+        settings = member_settings(self.cfg)
+        facts |= {"settings": settings, "fingerprint": digest(settings)}
         if "flops" not in facts:
             facts["flops"] = self.dense_flops(model)
         with store.building_member(final, overwrite=bool(self.cfg.overwrite)) as tmp:
@@ -153,7 +156,12 @@ class Method:
 
     @property
     def store_name(self) -> str:
-        """The method's folder in the store (variants of one method may differ)."""
+        """The method's folder in the store: ``method.folder``, else the method's own name."""
+        return self.cfg.method.get("folder") or self.default_folder
+
+    @property
+    def default_folder(self) -> str:
+        """The folder when ``method.folder`` is unset (variants of one method may differ)."""
         return self.name
 
     def member_keys(self) -> list[tuple[int, int | None]]:

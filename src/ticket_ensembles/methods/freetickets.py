@@ -61,7 +61,7 @@ class FreeTickets(Method):
             raise UserError(f"method.num_tickets={cfg.method.num_tickets}: EDST needs at least 1 ticket")
 
     @property
-    def store_name(self) -> str:
+    def default_folder(self) -> str:
         return f"freetickets_{self.variant}"
 
     def member_keys(self) -> list[tuple[int, int | None]]:

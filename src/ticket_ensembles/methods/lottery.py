@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 
 from .. import pruning, store
 from ..errors import UserError
+from ..fingerprint import describe, differences, member_settings
 from ..masking import MaskedTraining
 from ..ticket_work import RoundWork, chain_predecessors, file_digest, fingerprint
 from ..trainer import resolve_device
@@ -160,7 +161,19 @@ def pruning_round(ctx: RunContext, model, params, masks, coefficients, round_no:
     with MaskedTraining(params, keep, coefficients, mcfg.l1_tau, mcfg.l1_mode) as hooks:
         result = ctx.finetune(model, hooks=hooks, epochs=ctx.cfg.method.epochs_per_round,
                               desc=f"seed {ctx.seed} round {round_no}")
-    return {"round": round_no, "steps": result.steps, "final_lr": result.final_lr, "mean_loss": result.mean_loss}
+    facts = {"round": round_no, "steps": result.steps, "final_lr": result.final_lr, "mean_loss": result.mean_loss,
+             "sparsity_trained": pruning.count_pruned(masks) / pruning.count_total(masks)}
+    # the round's finetuned model before it is pruned and rewound: the ticket's score along the way
+    # (round 1: the dense finetune at 0 %, round 2: 10 %, ...); predict leaves the RNG as it was
+    facts["dev"] = round_dev_scores(ctx, model)
+    log.info("seed %d round %d (%.0f %% sparse): dev %s", ctx.seed, round_no, 100 * facts["sparsity_trained"],
+             ", ".join(f"{k} {v:.4f}" for k, v in facts["dev"].items() if "/" not in k))
+    return facts
+
+
+def round_dev_scores(ctx: RunContext, model) -> dict[str, float]:
+    """The task's metrics and loss on every eval split (the first split's keys unprefixed)."""
+    return {k: float(v) for k, v in ctx.dev_scores(model).items()}
 
 
 def coefficient_mask(ctx: RunContext, params: dict[str, torch.Tensor]) -> tuple[pruning.Masks | None, list[str]]:
@@ -183,19 +196,36 @@ def predecessor_mask(ctx: RunContext, seed: int):
     if not store.is_complete(folder):
         raise UserError(f"active_lt seed {ctx.seed} needs {folder} (an earlier member of its chain), which is "
                         f"missing: build it first (seed={seed})")
+    problem = chain_mismatch(folder, ctx.cfg)
+    if problem:
+        raise UserError(f"{folder} (seed {seed}, an earlier member of seed {ctx.seed}'s active_lt chain) was built "
+                        f"with other settings ({problem}): rebuild it (seed={seed} overwrite=true) or run with its "
+                        "settings")
+    return folder / "mask.npz"
+
+
+def chain_mismatch(folder, cfg) -> str:
+    """How an earlier chain member's settings differ from this run's ('' if they agree): its run.json
+    settings against this run's (fingerprint.member_settings); a member written before settings were
+    recorded is compared on task/model/method in its config.yaml."""
+    recorded = store.member_settings_of(folder)
+    if recorded is not None:
+        ours = member_settings(cfg)
+        keys = differences(recorded, ours, "lottery")
+        if recorded.get("method.epochs_per_round") is not None and ours.get("method.epochs_per_round") is not None:
+            keys = [k for k in keys if k != "trainer.epochs"]  # then only the final finetune: never the mask
+        return describe(keys, recorded, ours)
     try:
         theirs = OmegaConf.masked_copy(OmegaConf.load(folder / "config.yaml"), list(_CHAIN_KEYS))
     except Exception as e:  # missing or damaged YAML
         raise UserError(f"{folder / 'config.yaml'} is unreadable ({type(e).__name__}): rebuild that member "
-                        f"(seed={seed} overwrite=true)") from None
+                        f"(overwrite=true)") from None
     if "l1_mode" not in theirs.get("method", {}):  # built before l1_mode existed: the loss mode
         theirs.method.l1_mode = "loss"
-    ours = OmegaConf.masked_copy(ctx.cfg, list(_CHAIN_KEYS))
+    ours = OmegaConf.masked_copy(cfg, list(_CHAIN_KEYS))
     if OmegaConf.to_container(theirs, resolve=True) != OmegaConf.to_container(ours, resolve=True, enum_to_str=True):
-        raise UserError(f"{folder} (seed {seed}, an earlier member of seed {ctx.seed}'s active_lt chain) was built "
-                        f"with other task/model/method settings: rebuild it (seed={seed} overwrite=true) or "
-                        "run with its settings")
-    return folder / "mask.npz"
+        return "task/model/method in its config.yaml"
+    return ""
 
 
 def write_ticket(ctx: RunContext, model, masks: pruning.Masks, rounds: list[dict], resumed_after: int,

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# make table1_minilm (results/table1_minilm/README.md): Multi-Ticket's Table 1 at CPU scale with
+# members that learn: the full all-MiniLM-L6-v2, one-epoch finetunes at lr 2e-4 (every pruning
+# round as long as the final finetune), conf/experiment/table1_minilm.yaml.
+#   MRPC (TABLE1_MINILM_TASK=mrpc, the default): BASELINE, BAGGING, BASE-LT, ACTIVE-LT (one chain of
+#     8), RANDOM-LT (loss L1, the paper's text) and RANDOM-LT with method.l1_mode=decoupled (its own
+#     folder, random_lt_decoupled) x seeds 0-7 (TABLE1_MINILM_SEEDS): 144 one-epoch finetunes.
+#   STS-B (TABLE1_MINILM_TASK=stsb): BASELINE, BASE-LT, RANDOM-LT (both modes) x seeds 0-4.
+# Resumable across machines: the member records committed under results/table1_minilm/store/
+# (predictions, metrics, run.json, config.yaml: no weights, no masks) are copied into the working
+# store first, so only missing members train; an active_lt chain is copied only when complete
+# (its later seeds need the earlier seeds' masks). Two lanes of one 1-thread process each,
+# balanced by finetunes; lane output in <root>/table1_minilm/logs/lane_<a|b>.log.
+# Stages (TABLE1_MINILM_STAGES, default "restore train report"): report evaluates what is
+# complete into results/table1_minilm/<task>/ and copies the member records beside it.
+source "$(dirname "$0")/common.sh"
+TASK="${TABLE1_MINILM_TASK:-mrpc}"
+STAGES="${TABLE1_MINILM_STAGES:-restore train report}"
+OUT="${TABLE1_MINILM_OUT:-results/table1_minilm}"
+ROOT="${TE_ROOT:-.}/table1_minilm"
+STORE="$ROOT/store"
+if [ "$TASK" = mrpc ]; then DEFAULT_SEEDS=8; else DEFAULT_SEEDS=5; fi
+SEEDS="${TABLE1_MINILM_SEEDS:-$DEFAULT_SEEDS}"
+LAST=$((SEEDS - 1))
+ALL="seed=range($SEEDS)"
+LANE_ARGS=(trainer.num_threads=1 trainer.progress=false)
+sweep() { run "$PYTHON" train.py -m experiment=table1_minilm "task=$TASK" "$@" "${LANE_ARGS[@]}" "${SWEEP_EXTRA[@]}"; }
+DECOUPLED=(method=random_lt method.l1_mode=decoupled method.folder=random_lt_decoupled)
+has() { [[ " $STAGES " == *" $1 "* ]]; }
+
+# lanes balanced by one-epoch finetunes (a ticket is 4: three pruning rounds and the final one)
+if [ "$TASK" = mrpc ]; then
+    lane_a() {  # the chain first (its seeds run in order), 4*8 + 4*8 + 8 = 72 finetunes
+        sweep method=active_lt "method.group_size=$SEEDS" "seed=$LAST"
+        sweep "$ALL" "${DECOUPLED[@]}"
+        sweep "$ALL" method=bagging
+    }
+    lane_b() {  # 8 + 4*8 + 4*8 = 72 finetunes
+        sweep "$ALL" method=baseline
+        sweep "$ALL" method=base_lt
+        sweep "$ALL" method=random_lt
+    }
+    METHODS="baseline,bagging,base_lt,active_lt,random_lt,random_lt_decoupled"
+else
+    lane_a() { sweep "$ALL" method=baseline; sweep "$ALL" "${DECOUPLED[@]}"; }
+    lane_b() { sweep "$ALL" method=base_lt; sweep "$ALL" method=random_lt; }
+    METHODS="baseline,base_lt,random_lt,random_lt_decoupled"
+fi
+
+lane() {
+    local name="$1" log="$ROOT/logs/lane_$1.log"
+    ( set +e; ( "lane_$name" ); echo $? > "$log.rc" ) 2>&1 | tee -a "$log" \
+        | grep --line-buffered -E '^\+ |\] - wrote |round [0-9]+ \(|[Ee]rror' | sed -u "s/^/[lane $name] /"
+}
+
+if has restore; then
+    run "$PYTHON" multirun_sweeps/table1_minilm_report.py restore --committed "$OUT/store" --store "$STORE" \
+        --task "$TASK" --seeds "$SEEDS"
+fi
+if has train; then
+    if [ -n "${DRY_RUN:-}" ]; then
+        lane_a
+        lane_b
+    else
+        mkdir -p "$ROOT/logs"
+        rm -f "$ROOT"/logs/lane_?.log.rc
+        echo "make table1_minilm ($TASK): two lanes in parallel, full output in $ROOT/logs/lane_a.log and lane_b.log" >&2
+        trap 'trap - INT TERM; kill 0' INT TERM  # Ctrl-C stops both lanes (every member resumes)
+        lane a &
+        lane b &
+        wait
+        for name in a b; do
+            rc="$(cat "$ROOT/logs/lane_$name.log.rc" 2>/dev/null || echo 1)"
+            if [ "$rc" != 0 ]; then
+                echo "error: lane $name of make table1_minilm failed (exit $rc): see $ROOT/logs/lane_$name.log, fix it and run make table1_minilm again (finished members are kept)" >&2
+                exit 1
+            fi
+        done
+    fi
+fi
+if has report; then
+    run "$PYTHON" multirun_sweeps/table1_minilm_report.py report --store "$STORE" --task "$TASK" --seeds "$SEEDS" \
+        --methods "$METHODS" --out "$OUT" --python "$PYTHON" "${EVAL_EXTRA[@]}"
+fi
