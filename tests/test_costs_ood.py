@@ -87,7 +87,7 @@ def test_ensemble_flops_beside_accuracy_nll_ece(digits_store):
     dst = combos[combos.method == "freetickets_dst"]
     assert np.allclose(dst.train_flops_rel_dense, 0.4 * dst.k)
     assert np.allclose(dst.inference_flops_rel_dense, 0.3 * dst.k)
-    groups = pd.read_csv(out / "members.csv").set_index(["method", "group"])
+    groups = pd.read_csv(out / "groups.csv").set_index(["method", "group"])
     assert groups.loc[("freetickets_edst", "seed_0"), "train_flops_rel_dense"] == pytest.approx(1.5)  # per run
     assert groups.loc[("baseline", "group0"), "inference_flops_rel_dense"] == pytest.approx(4.0)
     rows = {(r[0], r[1]): r for r in _section((out / "table1.md").read_text(), COST_HEADER)}

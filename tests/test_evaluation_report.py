@@ -140,10 +140,14 @@ def test_missing_seeds_are_reported(tmp_path):
     labels = rng.integers(0, 2, 40)
     build_methods(tmp_path / "store", {"baseline": 1.0}, [0, 1, 2, 4, 5, 7], labels, model="tiny")
     out = evaluate(eval_cfg(tmp_path, "ensemble.max_size=2", "ensemble.groups=[[0,1,2],[3,4,5]]"))
-    members = pd.read_csv(out / "members.csv", keep_default_na=False).set_index("group")
-    assert members.loc["group1", "missing_seeds"] == "3"
-    assert members.loc["group1", "members"] == "seed_4 seed_5"
-    assert members.loc["(none)", "members"] == "seed_7"  # in no group: reported, not evaluated
+    groups = pd.read_csv(out / "groups.csv", keep_default_na=False).set_index("group")
+    assert groups.loc["group1", "missing_seeds"] == "3"
+    assert groups.loc["group1", "members"] == "seed_4 seed_5"
+    assert groups.loc["(none)", "members"] == "seed_7"  # in no group: reported, not evaluated
+    members = pd.read_csv(out / "members.csv").set_index("member")
+    assert list(members.index) == ["seed_0", "seed_1", "seed_2", "seed_4", "seed_5", "seed_7"]
+    assert members.loc["seed_7", "group"] == "(none)" and not members.loc["seed_7", "evaluated"]
+    assert members.loc["seed_4", "group"] == "group1" and members.loc["seed_4", "evaluated"]
 
 
 def test_diversity_and_mask_overlap(paper_store):

@@ -65,8 +65,8 @@ def test_evaluate_reads_only_complete_members(tmp_path):
     cfg = compose_cfg("evaluate", ["model.name=tiny", f"paths.root_dir={tmp_path}", "ensemble.max_size=2",
                                    "ensemble.groups=[[0,1,2,3]]"])
     out = evaluate(cfg)
-    members = pd.read_csv(out / "members.csv")
-    assert members.members.tolist() == ["seed_0 seed_1"] and members.missing_seeds.tolist() == ["2 3"]
+    groups = pd.read_csv(out / "groups.csv")
+    assert groups.members.tolist() == ["seed_0 seed_1"] and groups.missing_seeds.tolist() == ["2 3"]
 
 
 def test_a_failed_submitit_job_is_reported_in_one_line():

@@ -122,8 +122,8 @@ def test_a_sweep_lands_an_active_lt_chain_in_order_and_evaluate_reads_it(glue_di
                           "ensemble.methods=[active_lt]"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
-    members = pd.read_csv(next((tmp_path / "reports").rglob("members.csv")))
-    assert members.members.tolist() == ["seed_0 seed_1 seed_2"]
+    groups = pd.read_csv(next((tmp_path / "reports").rglob("groups.csv")))
+    assert groups.members.tolist() == ["seed_0 seed_1 seed_2"]
 
 
 def test_scontrol_requeue_resumes_after_the_last_round_with_the_same_member(glue_dir, tmp_path, tmp_path_factory):

@@ -242,7 +242,14 @@ class EnsembleConfig:
     iou_members: int = 5  # masks per method in the IoU heatmap (the paper: 5 seeds)
     ece_bins: int = 15  # equal-width confidence bins of the ECE (Guo et al. 2017; FreeTickets)
     chunk_elements: int = 20_000_000  # floats per block of subsets held in memory at once
-    # None: <paths.report_dir>/<task>/<model folder in the store> (reports/mrpc/bert_base_uncased)
+    # one method's members must share their settings (run.json settings); true: warn and ensemble them anyway
+    allow_mixed_settings: bool = False
+    # a member learned nothing when one predicted class covers at least degenerate_share of the rows, or
+    # its headline score is at most degenerate_margin points above the best constant predictor's
+    degenerate_share: float = 0.95
+    degenerate_margin: float = 1.0
+    exclude_degenerate: bool = False  # true: every table without the members that learned nothing
+    # None: <paths.report_dir>/<task>/<model folder in the store> (reports/mrpc/minilm_l6)
     report_dir: Optional[str] = None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ class Group:
     name: str
     members: tuple[int, ...]  # indices into MethodData.members
     missing: tuple[int, ...] = ()  # the group's seeds absent from the store
+    excluded: tuple[str, ...] = ()  # members left out as degenerate (ensemble.exclude_degenerate)
 
 
 @dataclass
@@ -41,6 +43,8 @@ class MethodData:
     # [M, 2]: training and inference FLOPs relative to one dense model (COST_COLUMNS; costs.py)
     costs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     ood: dict[str, np.ndarray] = field(default_factory=dict)  # OoD set -> logits [M, N_ood, C]
+    excluded: list[str] = field(default_factory=list)  # members left out of every table (degenerate)
+    facts: list[dict] = field(default_factory=list)  # each member's run.json ({} when it has none)
 
     @property
     def per_run_tickets(self) -> bool:
@@ -76,6 +80,7 @@ def load_store(store_dir: str | Path, task: TaskSpec, model: str, methods: list[
         costs = [member_cost(f) for f in folders]
         method.costs = np.array([[c["train_rel_dense"], c["inference_rel_dense"]] for c in costs])
         method.ood = {} if task.is_regression else load_ood(task, name, names, folders)
+        method.facts = [store.read_run_facts(f) or {} for f in folders]
         data[name] = method
     return StoreData(task, model, root, labels, data)
 
@@ -83,6 +88,10 @@ def load_store(store_dir: str | Path, task: TaskSpec, model: str, methods: list[
 def select_methods(found: dict[str, dict[str, Path]], requested: list[str] | None, root: Path) -> list[str]:
     """The methods to evaluate: the requested ones (each must be present), else all found."""
     if not found:
+        elsewhere = sibling_models(root)
+        if elsewhere:
+            raise EvaluationError(f"no complete members under {root}, but {root.parent} holds members of "
+                                  f"{elsewhere}: evaluate those with that override, or train {root.name} members first")
         raise EvaluationError(f"no complete members under {root} (member folders <method>/seed_<s> holding the "
                               f"{store.COMPLETE_MARKER} marker file that train.py writes last): train some first "
                               "(python train.py task=... model=... method=... seed=...) or point paths.store_dir "
@@ -94,6 +103,32 @@ def select_methods(found: dict[str, dict[str, Path]], requested: list[str] | Non
         raise EvaluationError(f"method {unknown[0]!r} has no complete members under {root}: "
                               f"choose from {', '.join(found)} (or set ensemble.methods=null for all)")
     return list(dict.fromkeys(requested))
+
+
+_LAYERS = re.compile(r"^(.*)_L(\d+)$")
+
+
+def sibling_models(root: Path) -> str:
+    """The other model folders of ``root``'s task that hold members, each with the override that selects
+    it (``minilm_l6_L1 (model.num_layers=1)``); "" when there are none."""
+    store_dir, task = root.parent.parent, root.parent.name
+    if not root.parent.is_dir():
+        return ""
+    ours = _LAYERS.match(root.name)
+    base = ours.group(1) if ours else root.name
+    out = []
+    for folder in sorted(p for p in root.parent.iterdir() if p.is_dir() and p.name != root.name):
+        if not store.list_members(store_dir, task, folder.name):
+            continue
+        m = _LAYERS.match(folder.name)
+        name, layers = (m.group(1), m.group(2)) if m else (folder.name, None)
+        override = [] if name == base else [f"model={name}"]
+        if layers is not None:
+            override.append(f"model.num_layers={layers}")
+        elif ours:
+            override.append("model.num_layers=null")
+        out.append(f"{folder.name} ({' '.join(override)})")
+    return ", ".join(out)
 
 
 def fingerprint(labels: np.ndarray) -> str:
@@ -218,6 +253,12 @@ def check_sizes(data: StoreData, max_size: int) -> dict[str, int]:
             sizes[method.name] = min(max_size, len(smallest.members))
         elif len(smallest.members) < max_size:
             missing = f" (missing seeds {_span(list(smallest.missing))})" if smallest.missing else ""
+            if smallest.excluded:
+                raise EvaluationError(
+                    f"ensemble.max_size={max_size} but method {method.name} has only {len(smallest.members)} "
+                    f"member(s) in {smallest.name} once ensemble.exclude_degenerate=true leaves out "
+                    f"{' '.join(smallest.excluded)}{missing}: lower ensemble.max_size, train more seeds, or set "
+                    "ensemble.exclude_degenerate=false")
             raise EvaluationError(
                 f"ensemble.max_size={max_size} but method {method.name} has only {len(smallest.members)} "
                 f"member(s) in {smallest.name}{missing}: lower ensemble.max_size or train the missing seeds")
@@ -226,18 +267,20 @@ def check_sizes(data: StoreData, max_size: int) -> dict[str, int]:
     return sizes
 
 
-def report_missing(data: StoreData) -> list[dict]:
-    """One row per method and group: members present, seeds missing, members in no group."""
+def group_rows(methods: list[MethodData]) -> list[dict]:
+    """groups.csv: one row per method and group: members ensembled, seeds missing, members left out as
+    degenerate, their total cost; and the members in no group."""
     rows = []
-    for method in data.methods.values():
+    for method in methods:
         for g in method.groups:
             if g.missing:
                 log.warning("%s %s: missing seeds %s", method.name, g.name, _span(list(g.missing)))
             rows.append({"method": method.name, "group": g.name, "n_members": len(g.members),
                          "members": " ".join(method.members[i] for i in g.members),
-                         "missing_seeds": " ".join(map(str, g.missing)), **_group_cost(method, g)})
+                         "missing_seeds": " ".join(map(str, g.missing)), "excluded": " ".join(g.excluded),
+                         **_group_cost(method, g)})
         if method.ignored:
             log.warning("%s: members in no ensemble group, not evaluated: %s", method.name, " ".join(method.ignored))
             rows.append({"method": method.name, "group": "(none)", "n_members": len(method.ignored),
-                         "members": " ".join(method.ignored), "missing_seeds": ""})
+                         "members": " ".join(method.ignored), "missing_seeds": "", "excluded": ""})
     return rows

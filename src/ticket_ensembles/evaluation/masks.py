@@ -11,8 +11,10 @@ MASK_FILE = "mask.npz"
 
 
 def mask_iou_matrix(method: MethodData, max_members: int) -> tuple[list[str], np.ndarray] | None:
-    """IoU between the masks of the first ``max_members`` members that have one; None if fewer than 2."""
-    chosen = [(n, f / MASK_FILE) for n, f in zip(method.members, method.folders) if (f / MASK_FILE).is_file()]
+    """IoU between the masks of the first ``max_members`` members that have one (members left out as
+    degenerate are skipped); None if fewer than 2."""
+    chosen = [(n, f / MASK_FILE) for n, f in zip(method.members, method.folders)
+              if (f / MASK_FILE).is_file() and n not in method.excluded]
     chosen = chosen[:max_members]
     if len(chosen) < 2:
         return None

@@ -22,7 +22,8 @@ from ..tasks import get_task
 from .aggregate import combinations_table, diversity_table, metric_names, ood_table, summary_table
 from .combine import check_combiner
 from .errors import EvaluationError
-from .loading import check_sizes, load_store, report_missing
+from .loading import check_sizes, group_rows, load_store
+from .members import check_settings, degenerate, exclude, member_table, single_scores, warn_mixed_hardware
 from .paper import display_name
 from .tables import TableSetting, fmt, fmt_p, table1, table2, table_rows
 from .wandb_log import log_report
@@ -35,7 +36,8 @@ class Report:
     """Everything a report holds, computed and not yet written."""
 
     setting: TableSetting
-    members: pd.DataFrame
+    members: pd.DataFrame  # one row per member
+    groups: pd.DataFrame  # one row per method and group
     combinations: pd.DataFrame
     summary: pd.DataFrame
     diversity: pd.DataFrame
@@ -43,6 +45,8 @@ class Report:
     ious: dict
     headline: str
     baseline: str | None
+    degenerate: pd.DataFrame  # members that learned nothing: method, member, reason
+    excluded: bool  # ensemble.exclude_degenerate: the tables are without them
 
 
 def evaluate(cfg) -> Path:
@@ -67,9 +71,21 @@ def compute_report(cfg) -> Report:
     model = store.model_folder(cfg.model)
     groups = [list(map(int, g)) for g in ens.groups]
     data = load_store(cfg.paths.store_dir, task, model, list(ens.methods) if ens.methods else None, groups)
+    check_settings(data, bool(ens.allow_mixed_settings))
+    share, margin = float(ens.degenerate_share), float(ens.degenerate_margin)
+    if not 0 < share <= 1 or margin < 0:
+        raise EvaluationError(f"ensemble.degenerate_share={share:g} must be in (0, 1] and ensemble.degenerate_margin="
+                              f"{margin:g} at least 0: the defaults are 0.95 and 1.0")
+    singles = single_scores(data, share, margin)
+    flagged = degenerate(singles, data)
+    every_method = list(data.methods.values())
+    if ens.exclude_degenerate and len(flagged):
+        exclude(data, flagged)
+    warn_mixed_hardware(data)
     sizes = check_sizes(data, int(ens.max_size))
     k = _table_size(ens.table_size, int(ens.max_size))
-    members = pd.DataFrame(report_missing(data))
+    members = member_table(every_method, singles, task, task.eval_splits[0])
+    groups_table = pd.DataFrame(group_rows(every_method))
     combos = combinations_table(data, sizes, combiner, int(ens.ece_bins), int(ens.chunk_elements))
     compare_to = tuple(m for m in dict.fromkeys([ens.baseline, ens.reference]) if m in data.methods)
     summary = summary_table(combos, metric_names(data), list(compare_to), float(ens.alpha))
@@ -77,7 +93,8 @@ def compute_report(cfg) -> Report:
     ood = ood_table(data, sizes, combiner, int(ens.chunk_elements))
     setting = TableSetting(task.name, model, k, combiner, compare_to)
     baseline = ens.baseline if ens.baseline in data.methods else None
-    return Report(setting, members, combos, summary, diversity, ood, ious, task.main_metric, baseline)
+    return Report(setting, members, groups_table, combos, summary, diversity, ood, ious, task.main_metric, baseline,
+                  flagged, bool(ens.exclude_degenerate))
 
 
 def _table_size(table_size: int | None, max_size: int) -> int:
@@ -102,14 +119,15 @@ def write_report(report: Report, folder: Path) -> None:
     report.combinations.to_csv(folder / "combinations.csv", index=False)
     report.diversity.to_csv(folder / "diversity.csv", index=False)
     report.members.to_csv(folder / "members.csv", index=False)
+    report.groups.to_csv(folder / "groups.csv", index=False)
     if not report.ood.empty:
         report.ood.to_csv(folder / "ood.csv", index=False)
-    md, tex = table1(report.summary, report.setting, report.ood)
+    md, tex = table1(report.summary, report.setting, report.ood, report.degenerate, report.excluded)
     (folder / "table1.md").write_text(md)
     (folder / "table1.tex").write_text(tex)
     if not report.diversity.empty:
         (folder / "table2.md").write_text(table2(report.diversity, report.setting))
-    figure3(report.summary, report.headline, report.baseline, folder / "figure3.png")
+    figure3(report.summary, report.headline, report.baseline, folder / "figure3.png", report.setting)
     for method, (members, iou) in report.ious.items():
         figure4(method, members, iou, folder / f"figure4_{method}.png")
 
@@ -144,3 +162,8 @@ def _log_headline(report: Report) -> None:
         ps = " ".join(fmt_p(r[f"p_vs_{m}"]) for m in report.setting.compare_to)
         log.info("  %-12s %7s %7s %7s %s", display_name(method), fmt(r.single_mean), fmt(r.ens_mean),
                  fmt(r["diff"], signed=True), ps)
+    if len(report.degenerate):
+        log.warning("members that learned nothing (%s):", "left out of every table: ensemble.exclude_degenerate=true"
+                    if report.excluded else "in every table; ensemble.exclude_degenerate=true leaves them out")
+        for r in report.degenerate.itertuples():
+            log.warning("  %s/%s: %s", r.method, r.member, r.reason)

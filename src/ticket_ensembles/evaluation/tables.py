@@ -166,6 +166,20 @@ def ood_section(ood: pd.DataFrame | None, setting: TableSetting) -> list[Section
     return sections
 
 
+def degenerate_section(flagged: pd.DataFrame | None, summary: pd.DataFrame, excluded: bool) -> list[Section]:
+    """The members that learned nothing, right under Table 1: whether the tables hold them, and why each."""
+    if flagged is None or flagged.empty:
+        return []
+    if excluded:
+        gone = [m for m in dict.fromkeys(flagged.method) if m not in set(summary.method)]
+        heading = "members that learned nothing: left out of every table (ensemble.exclude_degenerate=true)"
+        heading += f"; no member of {', '.join(display_name(m) for m in gone)} is left" if gone else ""
+    else:
+        heading = "members that learned nothing: in every table (ensemble.exclude_degenerate=true leaves them out)"
+    body = [[display_name(r.method), r.member, r.reason] for r in flagged.itertuples()]
+    return [(heading, ["method", "member", "why"], body)]
+
+
 def markdown(title: str, sections: list[Section], notes: list[str]) -> str:
     out = [f"# {title}", ""]
     for heading, header, body in sections:
@@ -186,26 +200,28 @@ def latex(title: str, sections: list[Section]) -> str:
 
 
 def _tex(text: str) -> str:
-    return text.replace("_", r"\_").replace("%", r"\%").replace("<", r"$<$")
+    return text.replace("_", r"\_").replace("%", r"\%").replace("<", r"$<$").replace("×", r"$\times$")
 
 
-def table1(summary: pd.DataFrame, setting: TableSetting, ood: pd.DataFrame | None = None) -> tuple[str, str]:
-    """(table1.md, table1.tex); the .md also holds calibration, cost and OoD sections."""
+def table1(summary: pd.DataFrame, setting: TableSetting, ood: pd.DataFrame | None = None,
+           degenerate: pd.DataFrame | None = None, excluded: bool = False) -> tuple[str, str]:
+    """(table1.md, table1.tex): Table 1, the members that learned nothing, calibration, cost and OoD sections."""
     title = f"Table 1 · {setting.task} · {setting.model} · {setting.combiner}, ens. = every {setting.k}-subset"
     notes = ["*italic*: significantly better than "
              f"{display_name(setting.compare_to[0]) if setting.compare_to else 'the baseline'} "
              "(Student's t-test over subsets); ***bold-italic***: better than both "
              f"{' and '.join(display_name(m) for m in setting.compare_to)}; <u>underline</u>: best. "
              "Scores in percent; single = mean of the single members."]
-    sections = table1_sections(summary, setting, for_latex=False) + calibration_section(summary, setting)
+    flags = degenerate_section(degenerate, summary, excluded)
+    rest = calibration_section(summary, setting)
     costs = cost_section(summary, setting)
     if costs:
         notes.append("Cost: analytic training FLOPs of the ensemble's members and inference FLOPs per example, "
                      "relative to ONE dense model (docs/evaluation.md, FLOPs); EDST tickets each carry 1/M of their run; "
                      "– = a member without run.json.")
-    sections += costs + ood_section(ood, setting)
-    md = markdown(title, sections, notes)
-    return md, latex(title, table1_sections(summary, setting, for_latex=True))
+    rest += costs + ood_section(ood, setting)
+    md = markdown(title, table1_sections(summary, setting, for_latex=False) + flags + rest, notes)
+    return md, latex(title, table1_sections(summary, setting, for_latex=True) + flags + rest)
 
 
 def table2(diversity: pd.DataFrame, setting: TableSetting) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 log = logging.getLogger(__name__)
-_TABLES = ("summary", "diversity", "members", "ood")  # small: logged as W&B tables
+_TABLES = ("summary", "diversity", "members", "groups", "ood")  # small: logged as W&B tables
 _STATS = {"single": "single_mean", "single_std": "single_std", "ens": "ens_mean", "ens_std": "ens_std", "diff": "diff"}
 
 
