@@ -97,6 +97,8 @@ def test_ensemble_flops_beside_accuracy_nll_ece(digits_store):
     assert rows[("FREETICKETS-DST", "3")][-2:] == ["1.20", "0.90"]
     assert rows[("FREETICKETS-EDST", "3")][-2:] == ["1.50", "0.90"]
     assert rows[("BAGGING", "3")][-2:] == ["–", "–"]
+    tex = (out / "table1.tex").read_text()  # the .tex holds every section of the .md
+    assert "cost (FreeTickets' comparison)" in tex and "calibration" in tex and "OoD detection" in tex
 
 
 def test_ood_auroc_of_every_subset_against_sklearn(digits_store):

@@ -185,3 +185,18 @@ def test_config_composes_and_rejects_an_unknown_combiner_at_composition(tmp_path
     assert list(eval_cfg(tmp_path, "ensemble=freetickets").ensemble.groups) == [[0, 1, 2]]
     with pytest.raises(Exception, match="combiner"):
         eval_cfg(tmp_path, "ensemble.combiner=median")
+
+
+def test_figure3_names_task_model_and_unit_and_figure4_text_is_readable_on_every_cell(paper_store):
+    from ticket_ensembles.evaluation.figures import draw_figure3, draw_figure4
+    from ticket_ensembles.evaluation.report import compute_report
+
+    report = compute_report(_paper_cfg(paper_store))
+    fig = draw_figure3(report.summary, report.headline, report.baseline, report.setting)
+    assert fig._suptitle.get_text().startswith("mrpc · bert_base_uncased · ensemble accuracy relative to BASELINE")
+    assert fig.axes[0].get_ylabel() == "accuracy − BASELINE (points)"
+    same = draw_figure4("base_lt", ["seed_0", "seed_1"], np.ones((2, 2)))  # every cell the darkest colour
+    assert {t.get_color() for t in same.axes[0].texts} == {"white"}
+    spread = draw_figure4("base_lt", ["seed_0", "seed_1", "seed_2"], np.array([[1, .9, .95], [.9, 1, .9], [.95, .9, 1]]))
+    colours = {t.get_text(): t.get_color() for t in spread.axes[0].texts}
+    assert colours == {"1.000": "white", "0.900": "black", "0.950": "black"}  # dark purple; yellow, teal

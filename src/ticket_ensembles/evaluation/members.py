@@ -26,6 +26,7 @@ from ..tasks import TaskSpec
 from .errors import EvaluationError
 from .loading import MethodData, StoreData
 from .metrics import classification_scores, regression_scores
+from .paper import method_order
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def best_constant(task: TaskSpec, labels: np.ndarray) -> tuple[str, float]:
     always = np.repeat(np.arange(task.num_labels)[:, None], len(labels), axis=1)  # [C, N]
     scores = classification_scores(always, None, labels, (metric,), task.num_labels)[metric]
     best = int(np.argmax(scores))
-    return f"always class {best}", float(scores[best])
+    return f"always predicting class {best}", float(scores[best])
 
 
 def single_scores(data: StoreData, share: float, margin: float) -> pd.DataFrame:
@@ -140,6 +141,7 @@ def single_scores(data: StoreData, share: float, margin: float) -> pd.DataFrame:
     (classification), and ``degenerate``, why it learned nothing ("" when it did)."""
     task, metric = data.task, data.task.main_metric
     several = len(data.labels) > 1
+    points = f"{margin:g} point" + ("" if margin == 1 else "s")
     rows = []
     for split, labels in data.labels.items():
         what, constant = best_constant(task, labels)
@@ -161,8 +163,8 @@ def single_scores(data: StoreData, share: float, margin: float) -> pd.DataFrame:
                 if not np.isfinite(score):
                     why.append(f"{metric} undefined{where} (constant predictions)")
                 elif score <= constant + margin:
-                    why.append(f"{metric} {score:.2f}{where}, no more than {margin:g} point above {what} "
-                               f"({constant:.2f})")
+                    shown = round(float(score), 2) + 0.0  # never "-0.00"
+                    why.append(f"{metric} {shown:.2f}{where} is not more than {points} above {what} ({constant:.2f})")
                 rows.append({"method": method.name, "member": name, "split": split, metric: float(score),
                              "top_class_share": top_share, "degenerate": "; ".join(why)})
     return pd.DataFrame(rows)
@@ -174,6 +176,8 @@ def degenerate(singles: pd.DataFrame, data: StoreData) -> pd.DataFrame:
     bad = singles[singles.degenerate != ""]
     bad = bad[np.array([(m, n) in grouped for m, n in zip(bad.method, bad.member)], dtype=bool)]
     out = bad.groupby(["method", "member"], sort=False).degenerate.agg("; ".join).reset_index()
+    order = method_order(list(dict.fromkeys(out.method)))
+    out = out.sort_values("method", key=lambda m: m.map(order.index), kind="stable", ignore_index=True)
     return out.rename(columns={"degenerate": "reason"})
 
 
