@@ -88,6 +88,7 @@ def test_members_that_learned_nothing_are_flagged_with_why_in_members_csv_table1
     assert md.index("## members that learned nothing") < md.index("calibration")  # right under Table 1
     tex = (out / "table1.tex").read_text()
     assert "% members that learned nothing" in tex and r"96.1 \% of validation rows" in tex
+    assert r"\begin{tabular}{lll}" in tex and r"\begin{tabular}{lrrrr}" in tex  # text left, numbers right
     assert "calibration" in tex and "cost (FreeTickets' comparison)" in tex and r"$\times$ dense" in tex
     printed = [r.message for r in caplog.records]
     at = printed.index(next(m for m in printed if m.startswith("members that learned nothing (in every table")))

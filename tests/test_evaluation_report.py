@@ -193,7 +193,7 @@ def test_figure3_names_task_model_and_unit_and_figure4_text_is_readable_on_every
 
     report = compute_report(_paper_cfg(paper_store))
     fig = draw_figure3(report.summary, report.headline, report.baseline, report.setting)
-    assert fig._suptitle.get_text().startswith("mrpc · bert_base_uncased · ensemble accuracy relative to BASELINE")
+    assert fig._suptitle.get_text() == "mrpc · bert_base_uncased · prob_mean"
     assert fig.axes[0].get_ylabel() == "accuracy − BASELINE (points)"
     same = draw_figure4("base_lt", ["seed_0", "seed_1"], np.ones((2, 2)))  # every cell the darkest colour
     assert {t.get_color() for t in same.axes[0].texts} == {"white"}

@@ -41,8 +41,7 @@ def draw_figure3(summary: pd.DataFrame, metric: str, baseline: str | None, setti
             ax.axhline(0.0, color="grey", linewidth=0.8)
         ax.legend(fontsize=8)
     if setting is not None:
-        what = f"ensemble {metric} relative to {display_name(baseline)}" if baseline else f"ensemble {metric}"
-        fig.suptitle(f"{setting.task} · {setting.model} · {what}, every k-subset ({setting.combiner})")
+        fig.suptitle(f"{setting.task} · {setting.model} · {setting.combiner}", fontsize=11)
     fig.tight_layout()
     return fig
 

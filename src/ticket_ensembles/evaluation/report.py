@@ -70,12 +70,12 @@ def compute_report(cfg) -> Report:
     combiner = check_combiner(ens.combiner, task)
     model = store.model_folder(cfg.model)
     groups = [list(map(int, g)) for g in ens.groups]
-    data = load_store(cfg.paths.store_dir, task, model, list(ens.methods) if ens.methods else None, groups)
-    check_settings(data, bool(ens.allow_mixed_settings))
     share, margin = float(ens.degenerate_share), float(ens.degenerate_margin)
     if not 0 < share <= 1 or margin < 0:
         raise EvaluationError(f"ensemble.degenerate_share={share:g} must be in (0, 1] and ensemble.degenerate_margin="
                               f"{margin:g} at least 0: the defaults are 0.95 and 1.0")
+    data = load_store(cfg.paths.store_dir, task, model, list(ens.methods) if ens.methods else None, groups)
+    check_settings(data, bool(ens.allow_mixed_settings))
     singles = single_scores(data, share, margin)
     flagged = degenerate(singles, data)
     every_method = list(data.methods.values())

@@ -7,6 +7,7 @@ underline = the best ens. value of the column.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -192,11 +193,19 @@ def markdown(title: str, sections: list[Section], notes: list[str]) -> str:
 def latex(title: str, sections: list[Section]) -> str:
     out = [f"% {title}", "% needs \\usepackage{booktabs}"]
     for heading, header, body in sections:
-        out += [f"% {heading}", r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
+        out += [f"% {heading}", r"\begin{tabular}{" + _align(body, len(header)) + "}", r"\toprule",
                 " & ".join(_tex(h) for h in header) + r" \\", r"\midrule"]
         out += [" & ".join(_tex(c) for c in line) + r" \\" for line in body]
         out += [r"\bottomrule", r"\end{tabular}", ""]
     return "\n".join(out).replace("–", "--") + "\n"
+
+
+def _align(body: list[list[str]], columns: int) -> str:
+    """l for the first column and for text columns (a member, a reason), r for numbers."""
+    def number(cell: str) -> bool:
+        token = re.sub(r"\\\w+\{|</?u>|[{}*<]", "", cell).split(" ")[0]  # marks off: 85.05, <0.001, –
+        return token == "–" or re.fullmatch(r"[-+]?\d+(\.\d+)?", token) is not None
+    return "l" + "".join("r" if all(number(line[c]) for line in body) else "l" for c in range(1, columns))
 
 
 def _tex(text: str) -> str:
