@@ -137,10 +137,10 @@ def test_regression_flags_constant_and_uncorrelated_scores_and_best_constant_per
 
 
 def test_real_tiny_members_one_method_with_two_learning_rates(make_cfg, tmp_path):
-    """The tiny setting's members learn nothing (a 1-layer MiniLM, 4 steps on 64 rows) and a second lr is a
+    """The tiny setting's members learn nothing (a 1-layer MiniLM, 2 steps on 32 rows) and a second lr is a
     second setting: refused, then ensembled when allowed, flagged, and nothing is left without them."""
     for seed, lr in ((0, "2e-5"), (1, "1e-3")):
-        train(make_cfg(f"seed={seed}", f"trainer.lr={lr}"))
+        train(make_cfg(f"seed={seed}", f"trainer.lr={lr}", "data.max_train_samples=32"))
     base = [f"paths.root_dir={tmp_path}", *[o for o in TINY if o.startswith("model")], "ensemble.max_size=2",
             "ensemble.groups=[[0,1]]"]
     with pytest.raises(EvaluationError, match=r"^baseline: seed_1 differs from seed_0 in trainer.lr "
