@@ -149,7 +149,8 @@ def test_real_tiny_members_one_method_with_two_learning_rates(make_cfg, tmp_path
     out = evaluate(compose_cfg("evaluate", [*base, "ensemble.allow_mixed_settings=true"]))
     members = pd.read_csv(out / "members.csv", keep_default_na=False).set_index("member")
     assert (members.degenerate != "").all(), members.degenerate
-    assert (members.device == "cpu").all() and (members.precision == "fp32").all() and (members.tf32.astype(str) == "False").all()
+    assert (members.device == "cpu").all() and (members.precision == "fp32").all()
+    assert (members.tf32.astype(str) == "False").all()
     assert (members.device_name != "").all() and members.fingerprint.nunique() == 2
     with pytest.raises(EvaluationError, match="every evaluated member learned nothing .*exclude_degenerate"):
         evaluate(compose_cfg("evaluate", [*base, "ensemble.allow_mixed_settings=true",

@@ -66,7 +66,8 @@ def test_a_key_absent_at_its_schema_default_is_no_difference_and_one_off_it_is(t
     evaluate(cfg(tmp_path))  # nothing differs
     no_epochs = {k: v for k, v in ours.items() if k != "trainer.epochs"}  # 1.0 here, the schema's 3.0 there
     build(tmp_path / "b", "random_lt", {0: facts(ours), 1: facts(ours), 2: facts(no_epochs), 3: facts(ours)})
-    with pytest.raises(EvaluationError, match=r"seed_2 differs from seed_0 in trainer.epochs \(seed_0: 1.0, seed_2: unset\)"):
+    with pytest.raises(EvaluationError, match=r"seed_2 differs from seed_0 in trainer.epochs \(seed_0: 1.0, seed_2: "
+                                              r"unset\)"):
         evaluate(cfg(tmp_path / "b"))
 
 

@@ -198,9 +198,10 @@ def exclude(data: StoreData, flagged: pd.DataFrame) -> list[str]:
             dropped.append(method.name)
             del data.methods[method.name]
     if not data.methods:
-        raise EvaluationError(f"every evaluated member learned nothing ({_names(list(flagged.method + '/' + flagged.member))}), "
-                              "so ensemble.exclude_degenerate=true leaves nothing to evaluate: set it to false to see "
-                              "their tables, or train members that learn (docs/evaluation.md, members that learned nothing)")
+        who = _names(list(flagged.method + "/" + flagged.member))
+        raise EvaluationError(f"every evaluated member learned nothing ({who}), so ensemble.exclude_degenerate=true "
+                              "leaves nothing to evaluate: set it to false to see their tables, or train members that "
+                              "learn (docs/evaluation.md, checks on the members)")
     if dropped:
         log.warning("ensemble.exclude_degenerate=true leaves no member of %s: not in the tables", ", ".join(dropped))
     return dropped
