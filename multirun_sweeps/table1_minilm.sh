@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make table1_minilm (results/table1_minilm/README.md): Multi-Ticket's Table 1 at CPU scale with
-# members that learn: the full all-MiniLM-L6-v2, one-epoch finetunes at lr 2e-4 (every pruning
+# members that learn: the full all-MiniLM-L6-v2, one-epoch finetunes at batch 16 and lr 1e-4 (every pruning
 # round as long as the final finetune), conf/experiment/table1_minilm.yaml.
 #   MRPC (TABLE1_MINILM_TASK=mrpc, the default): BASELINE, BAGGING, BASE-LT, ACTIVE-LT (one chain of
 #     8), RANDOM-LT (loss L1, the paper's text) and RANDOM-LT with method.l1_mode=decoupled (its own
