@@ -7,6 +7,7 @@ from omegaconf import DictConfig
 from ticket_ensembles.cli import EXIT_STOPPED, Stopped, run_cli, stop_on_sigterm, user_errors_exit
 from ticket_ensembles.jobs import requeue_only_with_progress
 from ticket_ensembles.config import register_configs
+from ticket_ensembles.known_keys import check_known_keys
 
 register_configs()
 
@@ -20,6 +21,7 @@ def main(cfg: DictConfig) -> None:
         # a UserError: one line, exit 2; SLURM preemption: unwind cleanly, a relaunch continues;
         # a SLURM time limit that ends before anything was saved: fail instead of requeueing
         with user_errors_exit(), stop_on_sigterm(), requeue_only_with_progress(cfg.paths.store_dir, int(cfg.seed)):
+            check_known_keys(cfg)  # a swept +key=a,b reaches only the jobs (the known_keys callback checks the rest)
             train(cfg)
     except Stopped as e:
         print(f"error: {e}", file=sys.stderr)
