@@ -14,6 +14,8 @@ register_configs()
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    with user_errors_exit():
+        check_known_keys(cfg)  # a swept +key=a,b reaches only the jobs (the known_keys callback checks the rest)
     from ticket_ensembles.run import check_environment, train  # torch: after the config composed, so typos fail fast
 
     check_environment()
@@ -21,7 +23,6 @@ def main(cfg: DictConfig) -> None:
         # a UserError: one line, exit 2; SLURM preemption: unwind cleanly, a relaunch continues;
         # a SLURM time limit that ends before anything was saved: fail instead of requeueing
         with user_errors_exit(), stop_on_sigterm(), requeue_only_with_progress(cfg.paths.store_dir, int(cfg.seed)):
-            check_known_keys(cfg)  # a swept +key=a,b reaches only the jobs (the known_keys callback checks the rest)
             train(cfg)
     except Stopped as e:
         print(f"error: {e}", file=sys.stderr)
