@@ -13,7 +13,11 @@ export TOKENIZERS_PARALLELISM ?= false
 .PHONY: install test test-fast test-slurm demo bench bench-agreement clean help
 
 help:
-	@echo "make install | test | test-slurm | demo | bench | bench-agreement | table1 | table2 | table3 | figure3 | figure4 | sst2_footnote | other_tasks | freetickets_cifar10 | freetickets_cifar100 | freetickets_digits (see README)"
+	@echo "set-up and tests:  install | test | test-fast (no slow tests) | test-slurm | clean"
+	@echo "CPU-sized studies: demo | mechanism | table1_minilm | freetickets_digits | bench | bench-agreement"
+	@echo "paper artefacts:   table1 | table2 | table3 | figure3 | figure4 | sst2_footnote | other_tasks |"
+	@echo "                   freetickets_cifar10 | freetickets_cifar100"
+	@echo "DRY_RUN=1 make <target> prints its commands; SWEEP_ARGS=... / EVAL_ARGS=... add overrides (see README)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

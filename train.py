@@ -7,12 +7,15 @@ from omegaconf import DictConfig
 from ticket_ensembles.cli import EXIT_STOPPED, Stopped, run_cli, stop_on_sigterm, user_errors_exit
 from ticket_ensembles.jobs import requeue_only_with_progress
 from ticket_ensembles.config import register_configs
+from ticket_ensembles.known_keys import check_known_keys
 
 register_configs()
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    with user_errors_exit():
+        check_known_keys(cfg)  # a swept +key=a,b reaches only the jobs (the known_keys callback checks the rest)
     from ticket_ensembles.run import check_environment, train  # torch: after the config composed, so typos fail fast
 
     check_environment()

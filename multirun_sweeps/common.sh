@@ -8,7 +8,8 @@
 #   EVAL_ARGS    overrides added to every evaluate.py run
 #   CHAIN_SEEDS  the last seed of each active_lt chain (default 9,19: groups 0-9 and 10-19)
 #   PYTHON       the interpreter (default .venv/bin/python, else python)
-#   DRY_RUN=1    print the commands instead of running them
+#   DRY_RUN=1    print the commands instead of running them ("+ <command>" on stderr; what
+#                follows "+ " pastes into bash)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [ -z "${PYTHON:-}" ]; then
@@ -18,8 +19,19 @@ CHAIN_SEEDS="${CHAIN_SEEDS:-9,19}"
 read -r -a SWEEP_EXTRA <<< "${SWEEP_ARGS:-}"
 read -r -a EVAL_EXTRA <<< "${EVAL_ARGS:-}"
 
+# The words of a command as one line that bash reads back as the same words: a word as it is when
+# that is safe, else in single quotes ('seed=range(4)', '${paths.root_dir}' stay as they are).
+shell_line() {
+    local safe='^[A-Za-z0-9_./=:,@%+-]+$' word line=""
+    for word in "$@"; do
+        if [[ $word =~ $safe ]]; then line+=" $word"; else line+=" '${word//\'/\'\\\'\'}'"; fi
+    done
+    printf '%s\n' "${line# }"
+}
+
+# "+ <command>" on stderr (what follows "+ " pastes into bash), then the command unless DRY_RUN is set
 run() {
-    echo "+ $*" >&2
+    echo "+ $(shell_line "$@")" >&2
     if [ -z "${DRY_RUN:-}" ]; then "$@"; fi
 }
 

@@ -64,3 +64,42 @@ def test_unknown_choice_lists_the_options(group, bad):
     res = run_script("train.py", f"{group}={bad}")
     assert res.returncode != 0
     assert "Could not find" in res.stderr and "Available options" in res.stderr
+
+
+# Hydra adds a `+key=value` even to a struct config; the entry points refuse keys no schema knows.
+@pytest.mark.parametrize("config,overrides,unknown", [
+    ("train", ["+trainer.lrr=1e-5"], ["trainer.lrr"]),
+    ("train", ["++trainer.lrr=1e-5"], ["trainer.lrr"]),
+    ("train", ["method=random_lt", "+method.prune_ratoi=0.2", "+seeds=3"], ["method.prune_ratoi", "seeds"]),
+    ("evaluate", ["+trainer.lr=1e-3", "+ensemble.maxsize=2"], ["ensemble.maxsize", "trainer.lr"]),
+])
+def test_appended_keys_no_schema_defines_are_found(config, overrides, unknown):
+    from ticket_ensembles.known_keys import unknown_keys
+
+    assert sorted(unknown_keys(compose_cfg(config, overrides))) == unknown
+
+
+def test_plus_still_adds_to_free_form_settings_and_every_shipped_experiment_is_known():
+    from ticket_ensembles.known_keys import unknown_keys
+
+    cfg = compose_cfg("train", ["method=freetickets", "+method.refinement_trainer.lr=0.01"])
+    assert cfg.method.refinement_trainer.lr == 0.01 and unknown_keys(cfg) == []
+    for experiment in sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")):
+        assert unknown_keys(compose_cfg("train", [f"experiment={experiment}"])) == [], experiment
+
+
+@pytest.mark.parametrize("script,args,says", [
+    ("train.py", ["+trainer.lrr=1e-5"], "unknown setting trainer.lrr (did you mean trainer.lr?)"),
+    ("train.py", ["+trainer.lr=1e-3"], "An item is already at 'trainer.lr'"),  # Hydra's own refusal
+    ("train.py", ["-m", "seed=0,1", "+trainer.lrr=1e-5"], "unknown setting trainer.lrr"),  # before any job
+    ("train.py", ["-m", "+trainer.lrr=1e-5,2e-5"], "unknown setting trainer.lrr"),  # swept: in the first job
+    ("evaluate.py", ["+ensemble.maxsize=2"], "unknown setting ensemble.maxsize (did you mean ensemble.max_size?)"),
+])
+def test_an_appended_unknown_key_fails_in_one_line_before_anything_runs(script, args, says, tmp_path):
+    res = run_script(script, *args, f"paths.root_dir={tmp_path}", "model.num_layers=1")
+    assert res.returncode == 2, res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and says in errors[0], res.stderr
+    assert not (tmp_path / "store").exists() and not (tmp_path / "reports").exists()
+    if "seed=0,1" in args:
+        assert not (tmp_path / "logs").exists()  # the sweep stopped before it launched a job

@@ -67,3 +67,20 @@ def test_readme_names_make_targets_that_exist():
 def test_the_anchor_rule_matches_github():
     assert github_anchor("Output files (`reports/<task>/<model>/`)") == "output-files-reportstaskmodel"
     assert github_anchor("The L1 penalty (`active_lt`, `random_lt`)") == "the-l1-penalty-active_lt-random_lt"
+
+
+def makefile_targets() -> set[str]:
+    """Every target a rule of the Makefile names ($(SWEEPS) expanded; .PHONY and files aside)."""
+    text = (ROOT / "Makefile").read_text()
+    sweeps = re.search(r"^SWEEPS := (.+)$", text, re.M).group(1).split()
+    heads = " ".join(re.findall(r"^([^\s#=:][^=:\n]*):(?!=)", text, re.M)).split()
+    names = {t for head in heads for t in (sweeps if head == "$(SWEEPS)" else [head])}
+    return {t for t in names if not t.startswith((".", "$"))}
+
+
+def test_make_help_lists_every_target():
+    targets = makefile_targets()
+    assert {"demo", "test", "mechanism", "test-fast", "clean", "table1_minilm", "other_tasks"} <= targets
+    shown = set(re.findall(r"[\w-]+", subprocess.run(["make", "-s", "-C", str(ROOT), "help"], capture_output=True,
+                                                      text=True, check=True).stdout))
+    assert not targets - {"help"} - shown, f"make help omits {sorted(targets - {'help'} - shown)}"

@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import joblib
@@ -146,3 +147,27 @@ def test_figure4_target_runs_on_joblib_workers_and_a_rerun_trains_nothing(glue_d
                            text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert tree_digest(tmp_path / "store") == before  # every member skipped, nothing rebuilt
+
+
+def test_each_printed_command_pastes_into_bash_as_the_words_it_ran(tmp_path):
+    """What follows "+ " in a sweep's output (DRY_RUN=1 prints only these lines), pasted into bash,
+    gives the very words the script ran: `seed=range(4)`, `${paths.root_dir}`, brackets, a quote."""
+    record = tmp_path / "argv.jsonl"
+    fake = tmp_path / "python"  # stands in for the interpreter: records the words it was given
+    fake.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "
+                    f"\"$@\" >> {record}\n")
+    fake.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(fake), "SWEEP_ARGS": "seed=range(4) trainer.lr=2e-5",
+           "EVAL_ARGS": "experiment_name=it's_mine"}
+    env.pop("DRY_RUN", None)
+    res = subprocess.run(["bash", "multirun_sweeps/figure4.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    printed = [line[2:] for line in res.stderr.splitlines() if line.startswith("+ ")]
+    ran = [json.loads(line) for line in record.read_text().splitlines()]
+    assert len(printed) == len(ran) == 3
+    for line, argv in zip(printed, ran):
+        pasted = subprocess.run(["bash", "-c", f"printf '%s\\0' {line}"], capture_output=True, text=True, timeout=30)
+        assert pasted.returncode == 0, (line, pasted.stderr)
+        assert pasted.stdout.split("\0")[:-1] == [str(fake), *argv], line
+    assert "'seed=range(4)'" in printed[0] and "'paths.report_dir=${paths.root_dir}/reports/figure4'" in printed[-1]

@@ -69,6 +69,7 @@ def user_errors_exit() -> Iterator[None]:
     try:
         yield
     except UserError as e:
+        close_progress_bars()  # a job of a basic-launcher sweep: the sweep's bar would share the error's line
         print(f"error: {e}", file=sys.stderr)
         if in_submitit_job():
             raise JobFailed(job_report(str(e))) from None

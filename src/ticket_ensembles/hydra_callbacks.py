@@ -1,11 +1,12 @@
-"""A Hydra callback that shows one progress bar for a whole multirun, under any launcher.
+"""Hydra callbacks: one progress bar for a whole multirun, under any launcher; no unknown key.
 
-With the SLURM launcher it also lets submitit see job states on a cluster without accounting
-(ticket_ensembles.slurm_state).
+With the SLURM launcher the bar's callback also lets submitit see job states on a cluster without
+accounting (ticket_ensembles.slurm_state).
 """
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,27 @@ def count_jobs(config: DictConfig) -> int | None:
 def done_dir(config: DictConfig) -> Path:
     """Where jobs run by other processes (joblib, submitit) mark themselves done for the bar."""
     return Path(str(config.hydra.sweep.dir)) / ".progress"
+
+
+class KnownKeysOnly(Callback):
+    """``hydra.callbacks.known_keys``: a config with a key no schema defines (``+trainer.lrr=1e-5``)
+    stops before the run or the sweep starts, in one line with exit code 2 (known_keys.py)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config)  # before any job is launched (a SLURM sweep would queue them all)
+
+    @staticmethod
+    def _check(config: DictConfig) -> None:
+        from .known_keys import unknown_keys, unknown_keys_message
+
+        keys = unknown_keys(config)
+        if keys:
+            print(f"error: {unknown_keys_message(config, keys)}", file=sys.stderr)
+            # Hydra turns a callback's Exception into a warning and goes on; SystemExit is not one
+            raise SystemExit(2)  # cli.EXIT_USER_ERROR
 
 
 _OPEN: list["SweepProgress"] = []  # multiruns whose bar is on screen

@@ -49,6 +49,7 @@ def load_model(model_cfg, task: TaskSpec, seed: int) -> torch.nn.Module:
         if hasattr(config, attr):
             setattr(config, attr, model_cfg.dropout)
     if model_cfg.num_layers is not None:
+        check_num_layers(model_cfg, config.num_hidden_layers)
         config.num_hidden_layers = model_cfg.num_layers
     torch.manual_seed(seed)  # the only random weights are the task head's: they come from the seed
     verbosity = hf_logging.get_verbosity()
@@ -59,6 +60,25 @@ def load_model(model_cfg, task: TaskSpec, seed: int) -> torch.nn.Module:
         raise _load_error(model_cfg, e) from None
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def check_num_layers(model_cfg, depth: int | None = None) -> None:
+    """``model.num_layers`` keeps the first n of the pretrained model's layers: 1 to its depth.
+
+    Above the depth transformers would add freshly initialised layers without a word."""
+    n = model_cfg.num_layers
+    if n is None:
+        return
+    if depth is None:
+        from transformers import AutoConfig
+
+        try:
+            depth = AutoConfig.from_pretrained(resolve_pretrained(model_cfg.pretrained)).num_hidden_layers
+        except Exception as e:
+            raise _load_error(model_cfg, e) from None
+    if not 1 <= n <= depth:
+        raise UserError(f"model.num_layers={n} but {model_cfg.pretrained} has {depth} layers: num_layers keeps the "
+                        f"first n layers, so set it from 1 to {depth} (or null for all)")
 
 
 def _load_error(model_cfg, e: Exception) -> UserError:

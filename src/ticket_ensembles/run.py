@@ -1,6 +1,7 @@
 """``train(cfg)``: one run of one method for one seed, called by the root train.py."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -14,7 +15,7 @@ from .errors import UserError
 from .fingerprint import describe, differences, member_settings
 from .loggers import RunLogger, init_wandb, wandb_group, wandb_on
 from .methods import RunContext, get_method
-from .models import load_model, load_tokenizer
+from .models import check_num_layers, load_model, load_tokenizer
 from .tasks import TaskSpec, get_task
 from .trainer import run_precision
 
@@ -31,6 +32,8 @@ def train(cfg: DictConfig) -> list[Path]:
     members = [mdir / store.member_name(s, t) for s, t in method.member_keys()]
     if _all_complete(cfg, members):
         return members
+    if task.modality == "text":
+        check_num_layers(cfg.model)  # before the lock: nothing is written for a model that cannot be built
     # The first member's lock guards the whole run: a second worker waits, then skips.
     with store.member_lock(members[0]):
         if _all_complete(cfg, members):
@@ -43,8 +46,21 @@ def train(cfg: DictConfig) -> list[Path]:
         with _member_logger(cfg, task, method, members) as logger:
             ctx = RunContext(cfg=cfg, task=task, data=data, logger=logger, load_model=load, method_dir=mdir)
             method.build(ctx)
-    log.info("wrote %s", ", ".join(str(m) for m in members))
+    log.info("wrote %s", "; ".join(f"{m}{member_scores(task, m)}" for m in members))
     return members
+
+
+def member_scores(task: TaskSpec, member: Path) -> str:
+    """`` (dev accuracy 71.32, f1 81.69)``: the task's metrics from a member's metrics.json ('' if none)."""
+    try:
+        metrics = json.loads((Path(member) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    first = task.eval_splits[0]
+    keys = [m if split == first else f"{split}/{m}" for split in task.eval_splits for m in task.metrics]
+    shown = [f"{k} {metrics[k]:.2f}" for k in keys if isinstance(metrics.get(k), (int, float))]
+    where = "dev" if first.startswith("validation") else first
+    return f" ({where} {', '.join(shown)})" if shown else ""
 
 
 def _all_complete(cfg: DictConfig, members: list[Path]) -> bool:
@@ -68,8 +84,9 @@ def check_same_settings(cfg: DictConfig, member: Path) -> None:
     if recorded is None:
         if member.parent not in _warned_unrecorded:
             _warned_unrecorded.add(member.parent)
-            log.warning("%s was written before members recorded their settings: this run cannot check that it "
-                        "matches (it is kept as it is)", member)
+            log.warning("%s was written before members recorded their settings (or its run.json is unreadable): "
+                        "this run cannot check that they match, so the member is kept as it is (overwrite=true "
+                        "rebuilds it); the same holds for the other such members of %s", member, member.parent)
         return
     ours = member_settings(cfg)
     keys = differences(recorded, ours, str(cfg.method.name))
