@@ -7,6 +7,7 @@ stderr that says what is wrong, a non-zero exit code, and no existing file chang
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -52,6 +53,14 @@ def member(root: Path, method: str = "baseline", seed: int = 1) -> Path:
 
 def predecessor(root: Path) -> Path:
     return root / "store" / "mrpc" / "minilm_l6_L1" / "active_lt" / "seed_0"
+
+
+def damaged_old_predecessor(root: Path) -> None:
+    """A predecessor written before members recorded their settings, whose config.yaml is damaged."""
+    facts = json.loads((predecessor(root) / "run.json").read_text())
+    facts.pop("settings", None)
+    (predecessor(root) / "run.json").write_text(json.dumps(facts))
+    (predecessor(root) / "config.yaml").write_text("task: {name: [")
 
 
 def pickled_predictions(root: Path) -> None:
@@ -107,7 +116,7 @@ CASES = {
     "damaged run.json": Case("evaluate.py", EVAL_STORE, "run.json is unreadable",
                              lambda root: (member(root) / "run.json").write_text("{not json")),
     "damaged predecessor config": Case("train.py", [*TICKET, "seed=1"], "config.yaml is unreadable",
-                                       lambda root: (predecessor(root) / "config.yaml").write_text("task: {name: [")),
+                                       damaged_old_predecessor),
     "store path is a file": Case("train.py", ["paths.store_dir=${paths.root_dir}/glue/MRPC/dev.tsv"],
                                  "paths.store_dir must be a writable folder"),
 }
