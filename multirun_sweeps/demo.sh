@@ -9,17 +9,16 @@ SEEDS="${DEMO_SEEDS:-4}"
 JOBS="${DEMO_JOBS:-2}"
 HALF=$((SEEDS / 2))
 EVAL_GROUPS="[[$(seq -s, 0 $((HALF - 1)))],[$(seq -s, $HALF $((SEEDS - 1)))]]"
-ROUND_EPOCHS=0.125
-TICKETS=("method.epochs_per_round=$ROUND_EPOCHS" "method.group_size=$HALF")
 # the script's overrides first, then the launcher, then the user's SWEEP_ARGS (they win)
 sweep() { run "$PYTHON" train.py -m "$@" hydra/launcher=joblib "hydra.launcher.n_jobs=$JOBS" "${SWEEP_EXTRA[@]}"; }
 
-run "$PYTHON" multirun_sweeps/demo_estimate.py --seeds "$SEEDS" --jobs "$JOBS" --round-epochs "$ROUND_EPOCHS" \
-    "${SWEEP_EXTRA[@]}"
-# two sweeps of 4 x 3 jobs, so that both workers stay busy: the dense methods and DST, then the
-# tickets seed by seed (an active_lt seed's chain predecessor, the seed before it, is then done)
-sweep experiment=demo method=baseline,bagging,freetickets "seed=range($SEEDS)"
-sweep experiment=demo_tickets "seed=range($SEEDS)" method=active_lt,base_lt,random_lt "${TICKETS[@]}"
+run "$PYTHON" multirun_sweeps/demo_estimate.py --seeds "$SEEDS" --jobs "$JOBS" "${SWEEP_EXTRA[@]}"
+# three sweeps, each keeping both workers busy: the dense methods; DST (its schedule needs its own base
+# config, experiment=demo_dst); then the tickets seed by seed (an active_lt seed's chain predecessor,
+# the seed before it, is then done). Every pruning round is a full finetune: real IMP tickets.
+sweep experiment=demo method=baseline,bagging "seed=range($SEEDS)"
+sweep experiment=demo_dst "seed=range($SEEDS)"
+sweep experiment=demo_tickets "seed=range($SEEDS)" method=active_lt,base_lt,random_lt "method.group_size=$HALF"
 run "$PYTHON" evaluate.py task=sst2 model=minilm_l6 "paths.root_dir=\${oc.env:TE_ROOT,.}/demo" \
     "ensemble.groups=$EVAL_GROUPS" "ensemble.max_size=$HALF" logger=wandb experiment_name=demo "${EVAL_EXTRA[@]}"
 if [ -z "${DRY_RUN:-}" ]; then

@@ -1,6 +1,6 @@
 """Print how long `make demo` will take on THIS machine, from a few timed training steps.
 
-    python multirun_sweeps/demo_estimate.py --seeds 4 --jobs 2 --round-epochs 0.125 [overrides]
+    python multirun_sweeps/demo_estimate.py --seeds 4 --jobs 2 [--round-epochs E] [overrides]
 
 Times (on one thread, as each of the demo's parallel workers runs) the loading of data and model,
 a few training steps and a prediction pass at the demo's settings, then multiplies by the work of
@@ -31,7 +31,7 @@ from ticket_ensembles.trainer import finetune, predict, run_precision, train_loa
 
 IMPORT_S = time.perf_counter() - STARTED  # paid again by every worker of every sweep
 ROOT = Path(__file__).resolve().parents[1]
-SWEEPS = 2  # train.py processes in demo.sh (each starts its own workers)
+SWEEPS = 3  # train.py processes in demo.sh (each starts its own workers)
 TIMED_STEPS = 3
 EVALUATE_S = 20  # evaluate.py over the demo's 24 members: seconds, measured, barely depends on the CPU
 
@@ -44,11 +44,17 @@ def compose(overrides: list[str]):
         return hydra_compose("train", overrides=["experiment=demo", *overrides])
 
 
-def member_steps(cfg, rows: int, round_epochs: float) -> dict[str, int]:
-    """Optimizer steps of one member of each demo method (store folder -> steps)."""
+TICKETS = ("base_lt", "random_lt", "active_lt")
+ROUNDS = 3  # pruning rounds to 30 %, each ending with a dev evaluation
+
+
+def member_steps(cfg, rows: int, round_epochs: float | None) -> dict[str, int]:
+    """Optimizer steps of one member of each demo method (store folder -> steps); rounds of
+    ``round_epochs`` (None: as long as the final finetune, method.epochs_per_round's default)."""
     per_epoch = math.ceil(rows / cfg.trainer.batch_size)
+    round_epochs = cfg.trainer.epochs if round_epochs is None else round_epochs
     full = math.ceil(cfg.trainer.epochs * per_epoch)
-    ticket = 3 * math.ceil(round_epochs * per_epoch) + full  # 3 pruning rounds to 30%, then the final finetune
+    ticket = ROUNDS * math.ceil(round_epochs * per_epoch) + full  # 3 pruning rounds to 30%, then the final finetune
     return {"baseline": full, "bagging": math.ceil(cfg.trainer.epochs * math.ceil(0.9 * rows / cfg.trainer.batch_size)),
             "base_lt": ticket, "random_lt": ticket, "active_lt": ticket, "freetickets_dst": full}
 
@@ -89,7 +95,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=4)
     p.add_argument("--jobs", type=int, default=2, help="parallel workers of each sweep")
-    p.add_argument("--round-epochs", type=float, default=0.125)
+    p.add_argument("--round-epochs", type=float, default=None, help="pruning-round length (default: trainer.epochs)")
     p.add_argument("overrides", nargs="*", help="train.py overrides (hydra/... launcher ones are ignored)")
     args = p.parse_args()
     check_environment()
@@ -99,7 +105,8 @@ def main() -> None:
     t = timings(cfg)
     steps = member_steps(cfg, t["train_rows"], args.round_epochs)
     todo = missing_members(cfg, args.seeds, steps)
-    work = sum(steps[m] for m, _ in todo) * t["step"] + len(todo) * (t["load"] + t["dev_rows"] * t["dev_row"])
+    dev_passes = sum(1 + (ROUNDS if m in TICKETS else 0) for m, _ in todo)  # a ticket's rounds end with one too
+    work = sum(steps[m] for m, _ in todo) * t["step"] + len(todo) * t["load"] + dev_passes * t["dev_rows"] * t["dev_row"]
     total = (work + SWEEPS * workers * IMPORT_S) / workers + EVALUATE_S
     print(f"Estimated demo time on this machine: about {math.ceil(total / 60)} min for {len(todo)} members "
           f"({t['step']:.2f} s per training step, {run_precision(cfg.trainer)}, {workers} parallel workers; "

@@ -139,10 +139,10 @@ def report(args, extra: list[str]) -> None:
     print("report: complete seeds per method: " + ", ".join(f"{m} {ready[m]}" for m in methods)
           + f"; evaluating seeds 0-{n - 1} of " + ", ".join(included))
     report_dir = out / args.task
-    cmd = [args.python, "evaluate.py", f"task={args.task}", f"model={MODEL}", f"paths.store_dir={store}",
-           f"ensemble.methods=[{','.join(included)}]", f"ensemble.groups=[[{','.join(map(str, range(n)))}]]",
-           f"ensemble.max_size={min(5, n)}", f"ensemble.iou_members={min(5, n)}",
-           f"ensemble.report_dir={report_dir}", "experiment_name=table1_minilm", *extra]
+    settings = [f"task={args.task}", f"model={MODEL}", f"ensemble.methods=[{','.join(included)}]",
+                f"ensemble.groups=[[{','.join(map(str, range(n)))}]]", f"ensemble.max_size={min(5, n)}",
+                f"ensemble.iou_members={min(5, n)}", "experiment_name=table1_minilm", *extra]
+    cmd = [args.python, "evaluate.py", *settings, f"paths.store_dir={store}", f"ensemble.report_dir={report_dir}"]
     print("+ " + " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     # the member records behind the report: evaluate.py regenerates it from the repository alone
@@ -157,7 +157,7 @@ def report(args, extra: list[str]) -> None:
         sparsity_figure(rows, metric, report_dir / "sparsity.png",
                         f"{args.task.upper()}, all-MiniLM-L6-v2: a ticket's dev {metric} along IMP")
     facts = [json.loads((d / "run.json").read_text()) for m in methods for d in present[m].values()]
-    study = {"members": len(facts), "members_evaluated": n * len(included), "seeds_evaluated": n,
+    study = {"evaluate_overrides": settings, "members": len(facts), "members_evaluated": n * len(included), "seeds_evaluated": n,
              "methods_evaluated": included, "complete_seeds": ready,
              "member_wall_time_s_sum": round(sum(f.get("wall_time_s", 0.0) for f in facts), 1),
              "optimizer_steps_sum": int(sum(f.get("optimizer_steps", 0) for f in facts)),

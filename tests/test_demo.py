@@ -1,6 +1,7 @@
 """make demo (multirun_sweeps/demo.sh) end to end at tiny scale: the first thing a new user runs."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -50,7 +51,31 @@ def test_demo_trains_every_method_then_prints_table1_and_where_everything_is(glu
     assert Path(where["W&B offline run"]).name.startswith("offline-run-")
     assert Path(where["W&B offline run"]).is_dir()
 
+    # real IMP tickets: every pruning round as long as the final finetune, each ending with a dev score
+    ticket = json.loads((tmp_path / "demo/store/sst2/minilm_l6_L1/base_lt/seed_0/run.json").read_text())
+    final_steps = ticket["optimizer_steps"] - sum(r["steps"] for r in ticket["rounds"])
+    assert [r["steps"] for r in ticket["rounds"]] == [final_steps] * 3 and final_steps >= 1
+    assert all("accuracy" in r["dev"] for r in ticket["rounds"])
+    dst = json.loads((tmp_path / "demo/store/sst2/minilm_l6_L1/freetickets_dst/seed_0/run.json").read_text())
+    assert "topology_updates" in dst  # 2 steps here; at the demo's size: the test below
+
     # progress: a bar for the whole sweep (two parallel workers report to it) and one for each finetune
-    assert re.search(r"sweep: 100%\|.*\| 12/12", res.stderr)  # baseline, bagging and DST x 4 seeds
+    assert re.search(r"sweep: 100%\|.*\| 8/8", res.stderr)  # baseline and bagging x 4 seeds
+    assert re.search(r"sweep: 100%\|.*\| 4/4", res.stderr)  # DST x 4 seeds
     for finetune in ("seed 3", "seed 3 round 1", "seed 3 final", "seed 3 dst"):  # dense, ticket, DST
         assert re.search(rf"{finetune}: +\d+%\|", res.stderr), finetune
+
+
+def test_demo_sizes_make_real_tickets_and_dynamic_dst_members():
+    """At the demo's own size, a pruning round is a full finetune and DST updates its topology >= 2 times."""
+    import math
+
+    from conftest import compose_cfg
+    from ticket_ensembles.sparse.engine import is_update_step
+
+    tickets = compose_cfg("train", ["experiment=demo_tickets"])
+    assert tickets.method.epochs_per_round is None  # method.epochs_per_round null: rounds of trainer.epochs
+    dst = compose_cfg("train", ["experiment=demo_dst"])
+    steps = math.ceil(dst.data.max_train_samples / dst.trainer.batch_size) * math.ceil(dst.trainer.epochs)
+    updates = [s for s in range(1, steps + 1) if is_update_step(s, dst.method.update_frequency, steps)]
+    assert len(updates) >= 2, (steps, dst.method.update_frequency)
