@@ -46,3 +46,36 @@ evaluate() {
     local name="$1"; shift
     run "$PYTHON" evaluate.py -m "$@" "paths.report_dir=\${paths.root_dir}/reports/$name" "experiment_name=$name" "${EVAL_EXTRA[@]}"
 }
+
+# Two lanes in parallel (mechanism, table1_minilm): the script defines lane_a and lane_b (sequences
+# of sweeps); run_lanes <log folder> <make target> runs both in the background, each lane's output
+# into <log folder>/lane_<a|b>.log and its sweeps, finished members and pruning rounds on the
+# terminal, and fails naming the lane that failed. DRY_RUN or LANES=1: one after the other.
+lane() {
+    local name="$1" log="$2/lane_$1.log"
+    ( set +e; ( "lane_$name" ); echo $? > "$log.rc" ) 2>&1 | tee -a "$log" \
+        | grep --line-buffered -E '^\+ |\] - wrote |round [0-9]+ \(|[Ee]rror' | sed -u "s/^/[lane $name] /"
+}
+run_lanes() {
+    local logs="$1" target="$2"
+    if [ -n "${DRY_RUN:-}" ] || [ "${LANES:-2}" = 1 ]; then
+        lane_a
+        lane_b
+        return
+    fi
+    mkdir -p "$logs"
+    rm -f "$logs"/lane_?.log.rc
+    echo "make $target: two lanes in parallel, full output in $logs/lane_a.log and lane_b.log" >&2
+    trap 'trap - INT TERM; kill 0' INT TERM  # Ctrl-C stops both lanes (every member resumes)
+    lane a "$logs" &
+    lane b "$logs" &
+    wait
+    local name rc
+    for name in a b; do
+        rc="$(cat "$logs/lane_$name.log.rc" 2>/dev/null || echo 1)"
+        if [ "$rc" != 0 ]; then
+            echo "error: lane $name of make $target failed (exit $rc): see $logs/lane_$name.log, fix it and run make $target again (finished members are kept)" >&2
+            exit 1
+        fi
+    done
+}

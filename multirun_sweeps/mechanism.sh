@@ -42,33 +42,8 @@ lane_b() {
     sweep "${MASK[@]}" "seed=range(3)" method=random_lt method.l1_mode=loss "method.l1_tau=$TAUS_LOSS_EXTRA"
 }
 
-# a lane in the background: its output into a log, sweeps and finished members on the terminal
-lane() {
-    local name="$1" log="$ROOT/logs/lane_$1.log"
-    ( set +e; ( "lane_$name" ); echo $? > "$log.rc" ) 2>&1 | tee -a "$log" \
-        | grep --line-buffered -E '^\+ |\] - wrote |[Ee]rror' | sed -u "s/^/[lane $name] /"
-}
-
 if has train; then
-    if [ -n "${DRY_RUN:-}" ] || [ "$LANES" = 1 ]; then
-        lane_a
-        lane_b
-    else
-        mkdir -p "$ROOT/logs"
-        rm -f "$ROOT"/logs/lane_?.log.rc
-        echo "make mechanism: two lanes in parallel, full output in $ROOT/logs/lane_a.log and lane_b.log" >&2
-        trap 'trap - INT TERM; kill 0' INT TERM  # Ctrl-C stops both lanes (every member resumes)
-        lane a &
-        lane b &
-        wait
-        for name in a b; do
-            rc="$(cat "$ROOT/logs/lane_$name.log.rc" 2>/dev/null || echo 1)"
-            if [ "$rc" != 0 ]; then
-                echo "error: lane $name of make mechanism failed (exit $rc): see $ROOT/logs/lane_$name.log, fix it and run make mechanism again (finished members are kept)" >&2
-                exit 1
-            fi
-        done
-    fi
+    run_lanes "$ROOT/logs" mechanism
 fi
 if has report; then
     STORE="$ROOT/store"

@@ -47,36 +47,12 @@ else
     METHODS="baseline,base_lt,random_lt,random_lt_decoupled"
 fi
 
-lane() {
-    local name="$1" log="$ROOT/logs/lane_$1.log"
-    ( set +e; ( "lane_$name" ); echo $? > "$log.rc" ) 2>&1 | tee -a "$log" \
-        | grep --line-buffered -E '^\+ |\] - wrote |round [0-9]+ \(|[Ee]rror' | sed -u "s/^/[lane $name] /"
-}
-
 if has restore; then
     run "$PYTHON" multirun_sweeps/table1_minilm_report.py restore --committed "$OUT/store" --store "$STORE" \
         --task "$TASK" --seeds "$SEEDS"
 fi
 if has train; then
-    if [ -n "${DRY_RUN:-}" ]; then
-        lane_a
-        lane_b
-    else
-        mkdir -p "$ROOT/logs"
-        rm -f "$ROOT"/logs/lane_?.log.rc
-        echo "make table1_minilm ($TASK): two lanes in parallel, full output in $ROOT/logs/lane_a.log and lane_b.log" >&2
-        trap 'trap - INT TERM; kill 0' INT TERM  # Ctrl-C stops both lanes (every member resumes)
-        lane a &
-        lane b &
-        wait
-        for name in a b; do
-            rc="$(cat "$ROOT/logs/lane_$name.log.rc" 2>/dev/null || echo 1)"
-            if [ "$rc" != 0 ]; then
-                echo "error: lane $name of make table1_minilm failed (exit $rc): see $ROOT/logs/lane_$name.log, fix it and run make table1_minilm again (finished members are kept)" >&2
-                exit 1
-            fi
-        done
-    fi
+    run_lanes "$ROOT/logs" table1_minilm
 fi
 if has report; then
     run "$PYTHON" multirun_sweeps/table1_minilm_report.py report --store "$STORE" --task "$TASK" --seeds "$SEEDS" \
