@@ -32,7 +32,7 @@ class Cfg:
 
 
 def seconds_per_batch(ds, workers: int, batches: int) -> float:
-    options = {"num_workers": workers, "persistent_workers": False} if workers else {}
+    options = {"num_workers": workers} if workers else {}
     loader = train_loader(ds, Cfg, 0, None, **options)
     it = iter(loader)
     next(it)  # workers started and the first batch served: what remains is the steady state

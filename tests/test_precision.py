@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -189,8 +190,7 @@ def test_loader_options_change_no_batch(monkeypatch):
     cpu = trainer.loader_settings(data.train, cfg.trainer, torch.device("cpu"))
     assert cpu == {"pin_memory": False}  # every CPU default: today's loader exactly
     assert trainer.loader_settings(data.train, cfg.trainer, torch.device("cuda")) == {
-        "pin_memory": True, "num_workers": min(4, max(1, (__import__("os").cpu_count() or 2) // 2)),
-        "persistent_workers": False}
+        "pin_memory": True, "num_workers": min(4, max(1, len(os.sched_getaffinity(0)) // 2))}
     assert trainer.loader_settings(data.evals["test"], cfg.trainer, torch.device("cuda")) == {"pin_memory": True}
 
     def batches(**options):

@@ -164,23 +164,32 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (a SLURM job's allocation, not the node's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def loader_settings(train_ds, cfg, device: torch.device) -> dict:
     """DataLoader options that only move work off the training loop's critical path.
 
     On CUDA: pinned host memory (with ``non_blocking`` copies in the loop) and, for image tasks (per-sample
-    augmentation in ``__getitem__``), worker processes. ``trainer.num_workers`` (null: that choice) sets the
+    augmentation in ``__getitem__``), min(4, usable CPUs / 2) worker processes. ``trainer.num_workers`` (null: that choice) sets the
     workers anywhere. 0 workers (every CPU default) is today's loop exactly; with workers the augmentation
     draws from each worker's RNG (seeded from the run's shuffle generator, so still fixed by the seed)
     instead of the main process's, which shifts the augmentation and dropout streams."""
     workers = getattr(cfg, "num_workers", None)
     if workers is None:
         augmented = bool(getattr(train_ds, "augment", False))  # vision.ImageDataset's per-sample crops and flips
-        workers = min(4, max(1, (os.cpu_count() or 2) // 2)) if device.type == "cuda" and augmented else 0
+        workers = min(4, max(1, usable_cpus() // 2)) if device.type == "cuda" and augmented else 0
     if workers < 0:
-        raise UserError(f"trainer.num_workers={workers} must be 0 or more (null: 4 for image tasks on a GPU, else 0)")
+        raise UserError(f"trainer.num_workers={workers} must be 0 or more, or null (workers for image tasks on a "
+                        "GPU only)")
     out = {"pin_memory": device.type == "cuda"}
     if workers:
-        out |= {"num_workers": int(workers), "persistent_workers": False}
+        out["num_workers"] = int(workers)
     return out
 
 
