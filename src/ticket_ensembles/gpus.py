@@ -1,7 +1,8 @@
 """Which device a run trains on, and one GPU per job when a multirun's jobs share a node.
 
 ``trainer.device=auto`` in a single run: the current CUDA GPU (cuda:0) when torch sees one, else the
-CPU, and the run's first log lines say which and why. In a multirun whose jobs run side by side on
+CPU, and the run's first log lines say which and why. In a multirun, ``auto`` and ``cuda`` pick a GPU
+per job (below); a device with an index (``cuda:3``) is used as it is. In a multirun whose jobs run side by side on
 one node, every job would take cuda:0. So under ``hydra/launcher=joblib`` (``n_jobs`` workers) and
 ``submitit_local`` (every job at once) each job claims a *slot* for as long as it builds: a file lock
 ``<sweep dir>/.gpu_slots/slot_<s>`` (flock, released when the job ends or dies), the first free one.
@@ -87,14 +88,15 @@ def _hydra_cfg():
 
 @contextlib.contextmanager
 def job_device(cfg, hydra_cfg=None) -> Iterator[None]:
-    """Within the block, a multirun job with ``trainer.device=auto`` on a node with CUDA GPUs holds a GPU
-    slot and runs with ``trainer.device=cuda:<g>``; anything else runs as configured. Logs the device."""
+    """Within the block, a multirun job with ``trainer.device=auto`` (or ``cuda``) on a node with CUDA GPUs
+    holds a GPU slot and runs with ``trainer.device=cuda:<g>``; anything else (``cuda:3``, ``cpu``) runs as
+    configured. Logs the device."""
     import torch
 
     requested = str(cfg.trainer.device)
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     hydra_cfg = _hydra_cfg() if hydra_cfg is None else hydra_cfg
-    slots = sweep_slots(hydra_cfg, gpus) if requested == "auto" and gpus else None
+    slots = sweep_slots(hydra_cfg, gpus) if requested in ("auto", "cuda") and gpus else None
     if not slots:
         log.info("device: %s", describe_device(requested))
         yield
