@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import queue as queue_module
 import traceback
 from pathlib import Path
 
@@ -47,7 +48,13 @@ def in_forked_child(fn, *args):
 
     child = ctx.Process(target=run)
     child.start()
-    status, value = queue.get(timeout=900)
+    while True:
+        try:
+            status, value = queue.get(timeout=5)
+            break
+        except queue_module.Empty:
+            if not child.is_alive():
+                pytest.fail(f"the child process died (exit code {child.exitcode}) without a result")
     child.join()
     if status == "error":
         pytest.fail(f"in the child process:\n{value}")
