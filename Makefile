@@ -10,7 +10,7 @@ export GLUE_DIR
 export HF_HUB_OFFLINE ?= $(if $(GLUE_DIR),1,0)
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-fast test-slurm demo bench bench-agreement clean help
+.PHONY: install test test-fast test-slurm demo bench bench-agreement gpu-check gpu-check-bundle clean help
 
 help:
 	@echo "set-up and tests:  install | test | test-fast (no slow tests) | test-slurm | clean"
@@ -54,6 +54,20 @@ bench: install
 bench-agreement: install
 	$(PY) benchmarks/bench_trainer.py agreement --compare grouping --precision auto --seeds 0 1 2 \
 		--override trainer.epochs=1 trainer.lr=2e-4
+
+# The prepared GPU check (scripts/gpu_check.py, docs/measurements.md): every method builds a member on
+# the GPU, step times per precision, ours vs Trainer; < 5 min on one GPU; never part of `make test`.
+# It needs no install: the python that has torch (CUDA) and transformers, and, without network, a
+# bundle from `make gpu-check-bundle` (GPU_BUNDLE=<folder>). Report: bench_results/gpu_check.json.
+GPU_PYTHON ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+GPU_BUNDLE ?=
+gpu-check:
+	$(GPU_PYTHON) scripts/gpu_check.py $(if $(GPU_BUNDLE),--bundle $(GPU_BUNDLE))
+
+# Wheels (for the GPU machine's Python: GPU_PYTHON_VERSION) and 256 MRPC rows, where PyPI is reachable.
+GPU_PYTHON_VERSION ?= 3.11
+gpu-check-bundle: install
+	$(PY) scripts/gpu_check.py --prepare $(or $(GPU_BUNDLE),.gpu_bundle) --python-version $(GPU_PYTHON_VERSION)
 
 test-fast: install
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests

@@ -47,7 +47,7 @@ def test_typo_fails_at_composition(override):
         compose_cfg("train", [override])
 
 
-@pytest.mark.parametrize("override", ["trainer.epochs=three", "seed=abc", "trainer.precision=fp16"])
+@pytest.mark.parametrize("override", ["trainer.epochs=three", "seed=abc", "trainer.precision=fp8"])
 def test_wrong_type_fails_at_composition(override):
     with pytest.raises((ConfigCompositionException, ValidationError)):
         compose_cfg("train", [override])

@@ -260,3 +260,29 @@ def test_best_val_member_is_the_stored_step(tmp_path, monkeypatch):
     np.testing.assert_array_equal(store.read_predictions(last / "predictions.npz")[0], seen[12][0])
     with pytest.raises(UserError, match="validation_fraction"):
         train(digits_cfg(tmp_path / "none", "data.validation_fraction=0"))
+
+
+def test_a_run_without_topology_updates_warns_first_and_says_so_in_run_json(tmp_path, caplog):
+    """update_frequency above the run's steps (4 here): one fixed mask. Also: auto on a CPU says so first."""
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        [path] = train(digits_cfg(tmp_path, "trainer.epochs=1", "method.update_frequency=100",
+                                  "method.member_checkpoint=last", "seed=3"))
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0].startswith("device: cpu: trainer.device=auto and torch sees no CUDA GPU")
+    warning = next(m for m in messages if "update_frequency" in m)
+    assert messages.index(warning) < 6 and "method.update_frequency=100 but this run makes 4 optimizer steps" in warning
+    facts = _facts(path)
+    assert facts["scheduled_topology_updates"] == facts["topology_updates"] == 0
+    assert facts["warnings"] == [warning.removeprefix("seed 3: ")]
+    [other] = train(digits_cfg(tmp_path, "trainer.epochs=1", "method.member_checkpoint=last", "seed=4"))
+    assert _facts(other)["scheduled_topology_updates"] == 1 and "warnings" not in _facts(other)  # step 2 of 4
+
+
+def test_paper_experiments_reset_erk_dense_layers_as_the_reference(tmp_path):
+    """CIFAR: the reference's reset; digits: skip, which made results/freetickets_digits/ (5 ERK-dense layers)."""
+    for name, expected in [("freetickets_cifar10", "reset"), ("freetickets_cifar100", "reset"),
+                           ("freetickets_digits", "skip")]:
+        assert compose_cfg("train", [f"experiment={name}"]).method.dense_layers.value == expected
+    assert compose_cfg("train", ["method=freetickets"]).method.dense_layers.value == "skip"

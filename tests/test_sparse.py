@@ -232,3 +232,55 @@ def test_regrown_momentum_zero_or_kept_as_the_reference():
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(runs["zero"][1], runs["keep"][1]))
     with pytest.raises(ValueError, match="regrown_momentum"):
         _engine(UpdateRule(), momentum="reset")
+
+
+# --- layers ERK made dense (issue 21) ------------------------------------------------------
+def _reference_dense_update(w: torch.Tensor, rate: float) -> torch.Tensor:
+    """VITA-Group/FreeTickets sparselearning/core.py on a layer at density 1: magnitude_death (479-488) zeroes
+    every |w| up to the ceil(rate * n)-th smallest, apply_mask zeroes those weights, and gradient_growth
+    (616-618) sets the whole mask back to ones, so they train on from zero."""
+    k = math.ceil(rate * w.numel())
+    threshold = torch.sort(w.abs().view(-1)).values[k - 1]
+    return w * (w.abs() > threshold)
+
+
+@pytest.mark.parametrize("momentum", ["keep", "zero"])
+def test_dense_layers_reset_as_the_reference_and_skip_as_before(momentum):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 6, bias=False), nn.Linear(6, 10, bias=False))  # 6x8 dense, 10x6 sparse
+    signs = torch.where(torch.arange(48) % 3 == 0, -1.0, 1.0)
+    with torch.no_grad():  # 48 distinct magnitudes in a shuffled order
+        model[0].weight.copy_(((torch.randperm(48) + 1) / 48.0 * signs).view(6, 8))
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    sparse_mask = torch.rand(10, 6, generator=torch.Generator().manual_seed(1)) < 0.5
+    x, y = torch.randn(32, 8), torch.randint(0, 10, (32,))
+    for dense_layers in ("skip", "reset"):
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(start[n])
+        engine = SparseEngine(model, {"0.weight": torch.ones(6, 8, dtype=torch.bool), "1.weight": sparse_mask},
+                              UpdateRule(0.5, "constant", "rigl", update_frequency=1, total_steps=100),
+                              regrown_momentum=momentum, dense_layers=dense_layers)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9)
+        opt = engine.wrap_optimizer(optimizer)
+        nn.functional.cross_entropy(model(x), y).backward()
+        grad = model[0].weight.grad.clone()
+        opt.step()  # lr 0: only the topology update at step 1 moves anything
+        w = model[0].weight.detach()
+        assert engine.masks["0.weight"].all()  # the layer stays dense either way
+        if dense_layers == "skip":
+            assert torch.equal(w, start["0.weight"]) and "0.weight" not in engine.history[-1]["layers"]
+            continue
+        assert torch.equal(w, _reference_dense_update(start["0.weight"], 0.5))
+        reset = w == 0
+        assert int(reset.sum()) == 24 and engine.history[-1]["layers"]["0.weight"] == (24, 24)
+        buf = optimizer.state[model[0].weight]["momentum_buffer"]
+        assert torch.equal(buf[reset], torch.zeros(24) if momentum == "zero" else grad[reset])
+        for group in optimizer.param_groups:
+            group["lr"] = 0.1
+        engine.phase_end = 2  # no update at step 2: it would zero the smallest (the just-restarted) again
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()  # the reset weights are active: they train on from zero
+        assert model[0].weight.detach()[reset].count_nonzero() > 12
+        engine.close()

@@ -103,7 +103,7 @@ def test_learning_rate_decays_to_exactly_zero(make_cfg):
 def test_bf16_autocast_trains_and_predicts(make_cfg, monkeypatch, caplog):
     # explicit bf16 where the CPU has no native bf16 still runs, with one warning line
     monkeypatch.setattr(trainer, "native_bf16", lambda device_type: False)
-    monkeypatch.setattr(trainer, "_warned_emulated_bf16", False)
+    monkeypatch.setattr(trainer, "_warned_emulated", set())
     with caplog.at_level(logging.WARNING):
         [path] = train(make_cfg("trainer.precision=bf16", "seed=5"))
     logits, _ = store.read_predictions(path / "predictions.npz")
@@ -116,7 +116,7 @@ def test_bf16_autocast_trains_and_predicts(make_cfg, monkeypatch, caplog):
 @pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
 def test_auto_precision_is_bf16_only_where_the_hardware_does_it_natively(native, expected, monkeypatch, caplog):
     monkeypatch.setattr(trainer, "native_bf16", lambda device_type: native)
-    monkeypatch.setattr(trainer, "_warned_emulated_bf16", False)
+    monkeypatch.setattr(trainer, "_warned_emulated", set())
     with caplog.at_level(logging.WARNING):
         assert resolve_precision(torch.device("cpu"), "auto") == expected
         assert resolve_precision(torch.device("cpu"), "fp32") == "fp32"

@@ -15,8 +15,9 @@ from omegaconf import MISSING
 
 class Precision(str, Enum):
     fp32 = "fp32"
-    bf16 = "bf16"
-    auto = "auto"  # bf16 where the hardware does bf16 natively, else fp32 (trainer.resolve_precision)
+    bf16 = "bf16"  # autocast bf16
+    fp16 = "fp16"  # autocast fp16 + GradScaler (GPUs without bf16: V100, T4)
+    auto = "auto"  # bf16 where the hardware does bf16 natively, else fp16 on CUDA, else fp32 (trainer.resolve_precision)
 
 
 @dataclass
@@ -61,9 +62,12 @@ class TrainerConfig:
     max_length: int = 128
     max_grad_norm: Optional[float] = 1.0
     precision: Precision = Precision.fp32
+    tf32: bool = False  # CUDA: TF32 for fp32 matmuls and convolutions (false: true fp32, the papers')
     group_by_length: bool = False  # text tasks: seeded batches of similar length (less padding)
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
     num_threads: Optional[int] = None  # torch intra-op threads; None: torch's default
+    # DataLoader worker processes; None: 4 for image tasks (augmentation) on a GPU, else 0 (every CPU run)
+    num_workers: Optional[int] = None
     log_every_steps: int = 10
     progress: bool = True  # tqdm bars
     optimizer: str = "adamw"  # adamw, or sgd (FreeTickets' image setting)
@@ -174,6 +178,11 @@ class SparseDistribution(str, Enum):
     uniform = "uniform"
 
 
+class DenseLayers(str, Enum):
+    skip = "skip"  # a layer ERK made dense is left alone at every topology update
+    reset = "reset"  # the reference: its ceil(rate * n) smallest weights restart from zero at every update
+
+
 class SparseInit(str, Enum):
     magnitude = "magnitude"  # keep the largest (pretrained) weights
     random = "random"
@@ -200,6 +209,7 @@ class FreeTicketsConfig(MethodConfig):
     regrown_momentum: RegrownMomentum = RegrownMomentum.zero
     member_checkpoint: MemberCheckpoint = MemberCheckpoint.last  # best_val needs data.validation_fraction
     update_frequency: int = 100  # optimizer steps between topology updates; 0: fixed
+    dense_layers: DenseLayers = DenseLayers.skip  # paper experiments (CIFAR): reset, as the reference
     exploration_epochs: float = 1.0  # edst
     refinement_epochs: float = 1.0  # edst, per ticket
     # edst: trainer overrides per phase, e.g. {lr: 0.01, lr_schedule: multistep}

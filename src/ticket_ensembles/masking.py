@@ -57,6 +57,10 @@ class MaskedOptimizer:
     lr of the step just taken (the trainer steps the scheduler afterwards), so it decays with it.
     """
 
+    # fp16: GradScaler calls step() only for finite gradients (a fused optimizer's own skipping would
+    # still run the re-masking and the shrink after a skipped step)
+    _step_supports_amp_scaling = False
+
     def __init__(self, optimizer, params: list[torch.Tensor], factors: list[torch.Tensor],
                  shrink: SoftThreshold | None = None):
         self.optimizer, self._params, self._factors, self._shrink = optimizer, params, factors, shrink

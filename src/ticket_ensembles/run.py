@@ -17,7 +17,8 @@ from .loggers import RunLogger, init_wandb, wandb_group, wandb_on
 from .methods import RunContext, get_method
 from .models import check_num_layers, load_model, load_tokenizer
 from .tasks import TaskSpec, get_task
-from .trainer import run_precision
+from .gpus import job_device
+from .trainer import device_facts, run_precision
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +39,17 @@ def train(cfg: DictConfig) -> list[Path]:
     with store.member_lock(members[0]):
         if _all_complete(cfg, members):
             return members
-        if cfg.trainer.num_threads:
-            torch.set_num_threads(int(cfg.trainer.num_threads))
-        log.info("torch threads: %d", torch.get_num_threads())  # parallel launchers: cores / workers
-        log.info("precision: %s (trainer.precision=%s)", run_precision(cfg.trainer), getattr(cfg.trainer.precision, "value", cfg.trainer.precision))
-        data, load = _task_data_and_model_loader(cfg, task)
-        with _member_logger(cfg, task, method, members) as logger:
-            ctx = RunContext(cfg=cfg, task=task, data=data, logger=logger, load_model=load, method_dir=mdir)
-            method.build(ctx)
+        with job_device(cfg):  # logs the device first; a multirun job on a GPU node takes a GPU of its own
+            if cfg.trainer.num_threads:
+                torch.set_num_threads(int(cfg.trainer.num_threads))
+            log.info("torch threads: %d", torch.get_num_threads())  # parallel launchers: cores / workers
+            log.info("precision: %s (trainer.precision=%s)%s", run_precision(cfg.trainer),
+                     getattr(cfg.trainer.precision, "value", cfg.trainer.precision),
+                     ", TF32 on" if device_facts(cfg.trainer)["tf32"] else "")
+            data, load = _task_data_and_model_loader(cfg, task)
+            with _member_logger(cfg, task, method, members) as logger:
+                ctx = RunContext(cfg=cfg, task=task, data=data, logger=logger, model_loader=load, method_dir=mdir)
+                method.build(ctx)
     log.info("wrote %s", "; ".join(f"{m}{member_scores(task, m)}" for m in members))
     return members
 

@@ -19,7 +19,8 @@ from ..scoring import member_metrics
 from ..sparse.flops import examples_in_steps, finetune_examples, flops_report, profile_forward
 from ..tasks import TaskSpec, predictions_filename
 from ..fingerprint import digest, member_settings
-from ..trainer import FinetuneResult, count_parameters, device_facts, finetune, predict, run_precision
+from ..trainer import (FinetuneResult, count_parameters, device_facts, finetune, predict, resolve_device,
+                       run_precision)
 
 
 @dataclass
@@ -30,7 +31,7 @@ class RunContext:
     task: TaskSpec
     data: TaskData
     logger: RunLogger
-    load_model: Callable[[int], torch.nn.Module]  # seed -> θ_s
+    model_loader: Callable[[int], torch.nn.Module]  # seed -> θ_s where it loads (the CPU); see load_model
     method_dir: Path
     started: float = field(default_factory=time.perf_counter)
     optimizer_steps: int = 0
@@ -39,6 +40,16 @@ class RunContext:
     @property
     def seed(self) -> int:
         return int(self.cfg.seed)
+
+    @property
+    def device(self) -> torch.device:
+        return resolve_device(self.cfg.trainer.device)
+
+    def load_model(self, seed: int) -> torch.nn.Module:
+        """θ_s, already on the run's device: the one place a method gets its model. Everything made from it
+        (masks, the sparse engine, snapshots, coefficient masks, FLOP plans) is made where the model is; a
+        move afterwards (a GPU's swaps each parameter's data in place) would leave those behind."""
+        return self.model_loader(seed).to(self.device)
 
     def finetune(self, model, *, train_ds=None, hooks: Any = None, epochs: float | None = None,
                  desc: str = "finetune", on_epoch_end: Callable[[int], None] | None = None,

@@ -93,8 +93,9 @@ class FreeTickets(Method):
         if ctx.task.modality == "image" and ctx.cfg.trainer.optimizer == "adamw":
             log.warning("image task trained with AdamW: the paper's setting is the task's default SGD "
                         "recipe (unset trainer.optimizer) or experiment=freetickets_%s", ctx.task.name)
-        model = ctx.load_model(ctx.seed)
         phases = self.phases(ctx)
+        schedule = topology_schedule(ctx, phases)
+        model = ctx.load_model(ctx.seed)  # on its device before the engine's masks are made from it
         engine = build_engine(model, ctx, total_steps=sum(p.steps for p in phases))
         flops = plan_flops(model, ctx, engine, phases)
         choice = MemberChoice(ctx, model, engine)
@@ -113,7 +114,7 @@ class FreeTickets(Method):
                     choice.epoch_end()  # the phase's last model is a candidate too
                 if phase.writes:
                     with choice.chosen() as facts:
-                        write_ticket(ctx, model, engine, phase.ticket, flops, facts)
+                        write_ticket(ctx, model, engine, phase.ticket, flops, facts | schedule)
         finally:
             engine.close()
 
@@ -202,6 +203,27 @@ def trainer_overrides(ctx: RunContext, overrides: dict):
         ctx.cfg.trainer = original
 
 
+def topology_schedule(ctx: RunContext, phases: list[Phase]) -> dict:
+    """The scheduled topology updates the run will make (run.json); a warning, first thing, when there are
+    none although method.update_frequency asks for them (the run is then one fixed sparse mask)."""
+    frequency = int(ctx.cfg.method.update_frequency)
+    scheduled, start = 0, 0
+    for p in phases:  # steps s in (start, end) with s % frequency == 0: never a phase's last step
+        end = start + p.steps
+        scheduled += (end - 1) // frequency - start // frequency if frequency > 0 else 0
+        start = end
+    out = {"scheduled_topology_updates": scheduled}
+    if frequency > 0 and scheduled == 0:
+        jumps = sum(p.jump for p in phases)
+        message = (f"method.update_frequency={frequency} but this run makes {start} optimizer steps, so no "
+                   "scheduled topology update happens" + (f" (only EDST's {jumps} jump(s))" if jumps else "") +
+                   ": the mask stays as initialised, which is not dynamic sparse training; set "
+                   f"method.update_frequency below the run's {start} steps, or train longer")
+        log.warning("seed %d: %s", ctx.seed, message)
+        out["warnings"] = [message]
+    return out
+
+
 def build_engine(model: torch.nn.Module, ctx: RunContext, total_steps: int) -> SparseEngine:
     """Masks by ERK/uniform densities from pretrained magnitudes or at random, and the DST rule."""
     m = ctx.cfg.method
@@ -219,7 +241,8 @@ def build_engine(model: torch.nn.Module, ctx: RunContext, total_steps: int) -> S
                           int(m.update_frequency), total_steps)
     except ValueError as e:
         raise UserError(str(e)) from None
-    return SparseEngine(model, masks, rule, seed=ctx.seed, regrown_momentum=_value(m.regrown_momentum))
+    return SparseEngine(model, masks, rule, seed=ctx.seed, regrown_momentum=_value(m.regrown_momentum),
+                        dense_layers=_value(m.get("dense_layers", "skip")))
 
 
 def dense_grad_steps(phases: list[Phase], frequency: int) -> list[int]:

@@ -22,7 +22,6 @@ from ..errors import UserError
 from ..fingerprint import describe, differences, member_settings
 from ..masking import MaskedTraining
 from ..ticket_work import RoundWork, chain_predecessors, file_digest, fingerprint
-from ..trainer import resolve_device
 from . import register
 from .base import Method, RunContext
 
@@ -116,7 +115,7 @@ def build_ticket(ctx: RunContext) -> None:
     """Prune θ_s in rounds (resuming after the last completed one), then the final finetune."""
     mcfg = ctx.cfg.method
     schedule = pruning.pruning_schedule(mcfg.prune_ratio, mcfg.prune_step)
-    model = ctx.load_model(ctx.seed).to(resolve_device(ctx.cfg.trainer.device))
+    model = ctx.load_model(ctx.seed)  # on its device, before the snapshot and masks are made from it
     params = pruning.select_prunable(model, list(mcfg.prunable_patterns))
     theta = pruning.snapshot(model)
     coefficients, sources = coefficient_mask(ctx, params)

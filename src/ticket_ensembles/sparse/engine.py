@@ -15,6 +15,16 @@ apply_mask, lines 376-382): gradients are not masked and the optimizer state of 
 weights is not zeroed, only the weights are, so a regrown weight starts at zero with the
 momentum its position has gathered. Active weights train exactly as with ``"zero"`` unless
 gradient clipping is on (the clipping norm then includes the inactive gradients).
+
+Layers that ERK made dense (density 1) have nothing inactive to move. ``dense_layers="skip"``
+leaves them alone; ``"reset"`` does what the reference's ``truncate_weights`` does to them
+(core.py 384-431: magnitude death zeroes ceil(rate * n) smallest weights, then gradient growth
+finds the layer at density 1 and reopens the whole mask, 616-618): the ceil(rate * n) smallest
+weights are set to zero and keep training from there (with ``regrown_momentum="zero"`` their
+optimizer state is zeroed too).
+
+Under fp16 a GradScaler calls ``step()`` only when the gradients are finite; a skipped step
+changes no weight, mask or schedule, and ``zero_grad`` drops the dense gradients it kept.
 """
 from __future__ import annotations
 
@@ -64,13 +74,20 @@ def is_update_step(step: int, frequency: int, total_steps: int = 0, phase_end: i
 
 
 class SparseEngine:
-    """Holds the masks of the sparse weights; use as trainer hooks (``wrap_optimizer``)."""
+    """Holds the masks of the sparse weights; use as trainer hooks (``wrap_optimizer``).
+
+    Make it from the model on its device: the masks are put where the parameters are."""
+
+    _step_supports_amp_scaling = False  # fp16: GradScaler calls step() only for finite gradients
 
     def __init__(self, model: nn.Module, masks: Mapping[str, torch.Tensor], rule: UpdateRule, seed: int = 0,
-                 regrown_momentum: str = "zero"):
+                 regrown_momentum: str = "zero", dense_layers: str = "skip"):
         if regrown_momentum not in ("zero", "keep"):
             raise ValueError(f"unknown regrown_momentum {regrown_momentum!r}: use zero or keep")
+        if dense_layers not in ("skip", "reset"):
+            raise ValueError(f"unknown dense_layers {dense_layers!r}: use skip or reset")
         self.keep_momentum = regrown_momentum == "keep"
+        self.reset_dense = dense_layers == "reset"
         params = dict(model.named_parameters())
         missing = [n for n in masks if n not in params]
         if missing:
@@ -115,6 +132,12 @@ class SparseEngine:
         self._dense_grads.clear()
         return loss
 
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """The optimizer's zero_grad, and the dense gradients kept for growth (a step the fp16 scaler
+        skipped leaves them behind)."""
+        self._dense_grads.clear()
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
     # --- schedule -----------------------------------------------------------------------
     def schedule_jump(self, rate: float) -> None:
         """Make the next optimizer step end with a prune-and-regrow at `rate` (EDST phases)."""
@@ -151,14 +174,17 @@ class SparseEngine:
     @torch.no_grad()
     def prune_and_regrow(self, rate: float) -> dict[str, tuple[int, int]]:
         """Per layer, drop ceil(rate * active) lowest-|w| active weights and regrow as many
-        (largest |dense grad| for rigl, uniformly at random for SET) at zero value."""
+        (largest |dense grad| for rigl, uniformly at random for SET) at zero value. A layer ERK made
+        dense is skipped, or (``dense_layers="reset"``) its ceil(rate * n) lowest-|w| weights restart at 0."""
         if self.rule.growth == "rigl":
             self.dense_grad_steps += 1
         counts = {}
         for name, p in self.params.items():
             mask = self.masks[name].view(-1)
             n_active = int(mask.sum())
-            if n_active == mask.numel():  # ERK made this layer dense: nothing to move
+            if n_active == mask.numel():  # ERK made this layer dense: nothing inactive to move
+                if self.reset_dense:
+                    counts[name] = self._reset_smallest(p, math.ceil(rate * n_active))
                 continue
             k = min(n_active, math.ceil(rate * n_active))
             drop_score = p.detach().abs().view(-1).float().masked_fill(~mask, float("inf"))
@@ -171,6 +197,19 @@ class SparseEngine:
         self.history.append({"step": self.steps, "rate": rate, "layers": counts,
                              "moved": sum(c[0] for c in counts.values())})
         return counts
+
+    def _reset_smallest(self, p: torch.Tensor, k: int) -> tuple[int, int]:
+        """The reference on a dense layer: its k lowest-|w| weights dropped and at once regrown, at zero."""
+        k = min(k, p.numel())
+        if k == 0:
+            return (0, 0)
+        idx = torch.topk(p.detach().abs().view(-1).float(), k, largest=False).indices
+        p.view(-1)[idx] = 0.0
+        state = {} if self.keep_momentum or self.optimizer is None else self.optimizer.state.get(p, {})
+        for value in state.values():
+            if torch.is_tensor(value) and value.shape == p.shape:
+                value.view(-1)[idx] = 0.0
+        return (k, k)
 
     def _grow_indices(self, name: str, mask: torch.Tensor, k: int) -> torch.Tensor:
         if self.rule.growth == "rigl":
