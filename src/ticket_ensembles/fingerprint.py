@@ -53,8 +53,12 @@ def member_settings(cfg: DictConfig) -> dict[str, Any]:
 
 
 def digest(settings: dict[str, Any], *extra: str) -> str:
-    """A 16-hex digest of ``settings`` (plus e.g. the digests of an active_lt chain's masks)."""
-    text = json.dumps(settings, sort_keys=True, default=str)
+    """A 16-hex digest of ``settings`` (plus e.g. the digests of an active_lt chain's masks). Keys at
+    their schema default are left out, so a key added to a schema later (at the default that keeps
+    the old behaviour) changes no digest: a ticket's saved rounds still resume."""
+    method = settings.get("method.name")
+    kept = {k: v for k, v in settings.items() if not _at_default(k, v, method)}
+    text = json.dumps(kept, sort_keys=True, default=str)
     return hashlib.sha256("\n".join([text, *extra]).encode()).hexdigest()[:16]
 
 
@@ -109,6 +113,11 @@ def schema_default(key: str, method: str | None = None) -> tuple[bool, Any]:
     if f.default_factory is not dataclasses.MISSING:
         return True, _plain(f.default_factory())
     return False, None
+
+
+def _at_default(key: str, value: Any, method: str | None) -> bool:
+    found, default = schema_default(key, method)
+    return found and _same(value, default)
 
 
 def _plain(value: Any) -> Any:
