@@ -1,6 +1,6 @@
 """Print how long `make demo` will take on THIS machine, from a few timed training steps.
 
-    python multirun_sweeps/demo_estimate.py --seeds 4 --jobs 2 [--round-epochs E] [overrides]
+    python multirun_sweeps/demo_estimate.py --seeds 3 --jobs 2 [--round-epochs E] [overrides]
 
 Times (on one thread, as each of the demo's parallel workers runs) the loading of data and model,
 a few training steps and a prediction pass at the demo's settings, then multiplies by the work of
@@ -31,9 +31,9 @@ from ticket_ensembles.trainer import finetune, predict, run_precision, train_loa
 
 IMPORT_S = time.perf_counter() - STARTED  # paid again by every worker of every sweep
 ROOT = Path(__file__).resolve().parents[1]
-SWEEPS = 3  # train.py processes in demo.sh (each starts its own workers)
+SWEEPS = 1  # train.py processes in demo.sh (each starts its own workers)
 TIMED_STEPS = 3
-EVALUATE_S = 20  # evaluate.py over the demo's 24 members: seconds, measured, barely depends on the CPU
+EVALUATE_S = 20  # evaluate.py over the demo's 18 members: seconds, measured, barely depends on the CPU
 
 
 def compose(overrides: list[str]):
@@ -93,7 +93,7 @@ def timings(cfg) -> dict[str, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, default=4)
+    p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--jobs", type=int, default=2, help="parallel workers of each sweep")
     p.add_argument("--round-epochs", type=float, default=None, help="pruning-round length (default: trainer.epochs)")
     p.add_argument("overrides", nargs="*", help="train.py overrides (hydra/... launcher ones are ignored)")
