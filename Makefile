@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM ?= false
 .PHONY: install test test-fast test-slurm demo bench bench-agreement gpu-check gpu-check-bundle clean help
 
 help:
-	@echo "set-up and tests:  install | test | test-fast (no slow tests) | test-slurm | clean"
+	@echo "set-up and tests:  install | test | test-fast (no slow tests) | test-slurm | clean | gpu-check | gpu-check-bundle"
 	@echo "CPU-sized studies: demo | mechanism | table1_minilm | freetickets_digits | bench | bench-agreement"
 	@echo "paper artefacts:   table1 | table2 | table3 | figure3 | figure4 | sst2_footnote | other_tasks |"
 	@echo "                   freetickets_cifar10 | freetickets_cifar100"
