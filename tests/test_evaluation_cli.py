@@ -137,3 +137,11 @@ def test_evaluation_never_imports_a_deep_learning_framework():
             "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "[]", res.stdout + res.stderr
+
+
+def test_an_experiment_given_to_evaluate_says_where_the_scoring_settings_are():
+    for override in ("experiment=demo", "+experiment=demo"):
+        res = run_script("evaluate.py", override)
+        assert res.returncode == 2, res.stderr
+        assert "evaluate.py has no experiment group" in res.stderr and "docs/demo.md" in res.stderr
+        assert res.stderr.count("\n") == 1, res.stderr  # one line

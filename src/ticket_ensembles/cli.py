@@ -123,7 +123,7 @@ def run_cli(main: Callable[[], None]) -> None:
         with contextlib.redirect_stderr(echo):
             main()
     except config_error_types() as e:
-        print(f"error: {one_line(e)}", file=sys.stderr)
+        print(f"error: {one_line(e)}{_experiment_hint()}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except JobFailed as e:  # raised in a job of the sweep, handed back by the launcher
         close_progress_bars()
@@ -145,6 +145,16 @@ def run_cli(main: Callable[[], None]) -> None:
                   "hydra/launcher=submitit_local or joblib on this machine", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
         raise
+
+
+def _experiment_hint() -> str:
+    """evaluate.py has no experiment group: a user who gives it one is told where the scoring settings are."""
+    if os.path.basename(sys.argv[0]) != "evaluate.py" or not any(
+            a.lstrip("+").startswith("experiment=") for a in sys.argv[1:]):
+        return ""
+    return (" (evaluate.py has no experiment group: an experiment is a training setting; give evaluate.py the "
+            "store and ensemble overrides, e.g. paths.root_dir=demo 'ensemble.groups=[[0,1,2]]' for the demo: "
+            "docs/demo.md)")
 
 
 class _LauncherEchoFilter:
