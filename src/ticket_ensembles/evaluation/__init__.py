@@ -6,6 +6,15 @@ significance (t-tests), aggregate (summary rows), tables and figures (rendering)
 (orchestration and atomic writing).
 """
 from .errors import EvaluationError
-from .report import evaluate
 
 __all__ = ["EvaluationError", "evaluate"]
+
+
+def __getattr__(name: str):
+    """``evaluate`` on first use: training imports the small numpy modules (metrics) without the
+    report stack (pandas, scipy.stats, matplotlib), which a train.py process never needs."""
+    if name == "evaluate":
+        from .report import evaluate
+
+        return evaluate
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
