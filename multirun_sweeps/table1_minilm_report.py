@@ -3,8 +3,8 @@
 restore  copy the member records committed under results/table1_minilm/store/ into the working
          store, so a rerun on a fresh machine trains only what is missing (an active_lt chain only
          when all its seeds are committed: its later seeds need the earlier seeds' masks)
-report   evaluate.py over the complete seeds 0..n-1 (every listed method with at least two of them;
-         n the fewest, so every row has the same members), then per-round ticket scores
+report   evaluate.py over the complete seeds 0..n-1 (n: the most that at least two methods have, so every
+         row has the same seeds; a partial report leaves out the methods with fewer), then per-round ticket scores
          (rounds.csv, sparsity.png), the study's wall time and machine (study.json), and the member
          records copied under <out>/store/ so that evaluate.py regenerates the reports from the
          repository alone (tests/test_table1_minilm.py checks it)
@@ -131,11 +131,14 @@ def report(args, extra: list[str]) -> None:
     methods = args.methods.split(",")
     present = {m: member_dirs(store, args.task, m) for m in methods}
     ready = {m: min(complete_prefix(d), args.seeds) for m, d in present.items()}
-    included = [m for m in methods if ready[m] >= 2]
-    if not included:
-        print(f"report: no method has two complete seeds under {store / args.task / MODEL} yet")
+    # every row on the same seeds 0..n-1: the largest n that at least two methods have (all of them
+    # once the study is complete); a partial report leaves out the methods that have fewer
+    counts = sorted((ready[m] for m in methods if ready[m] >= 2), reverse=True)
+    if len(counts) < 2:
+        print(f"report: fewer than two methods have two complete seeds under {store / args.task / MODEL} yet")
         return
-    n = min(ready[m] for m in included)
+    n = counts[1]
+    included = [m for m in methods if ready[m] >= n]
     print("report: complete seeds per method: " + ", ".join(f"{m} {ready[m]}" for m in methods)
           + f"; evaluating seeds 0-{n - 1} of " + ", ".join(included))
     report_dir = out / args.task
