@@ -148,11 +148,13 @@ def report(args, extra: list[str]) -> None:
     cmd = [args.python, "evaluate.py", *settings, f"paths.store_dir={store}", f"ensemble.report_dir={report_dir}"]
     print("+ " + " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
-    # the member records behind the report: evaluate.py regenerates it from the repository alone
+    # the records of every complete member: evaluate.py regenerates the report from the repository
+    # alone, and a rerun on a fresh machine (restore) trains only what is missing
     committed = out / "store"
-    for m in included:
-        for seed in range(n):
-            copy_record(present[m][seed], committed / args.task / MODEL / m / f"seed_{seed}")
+    for m in methods:
+        for seed, folder in present[m].items():
+            if seed < args.seeds:
+                copy_record(folder, committed / args.task / MODEL / m / f"seed_{seed}")
     rows = round_rows(store, args.task, methods, args.seeds)
     rows.to_csv(report_dir / "rounds.csv", index=False, float_format="%.4f")
     metric = "accuracy" if args.task != "stsb" else "pearson"
