@@ -73,9 +73,7 @@ def differences(theirs: dict[str, Any], ours: dict[str, Any], method: str | None
             if not _same(theirs[key], ours[key]):
                 out.append(key)
             continue
-        value = ours[key] if key in ours else theirs[key]
-        found, default = schema_default(key, method)
-        if not found or not _same(value, default):
+        if not _at_default(key, ours[key] if key in ours else theirs[key], method):
             out.append(key)
     return out
 
