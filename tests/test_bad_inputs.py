@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY, compose_cfg
+from conftest import ROOT, TINY, compose_cfg, entry_python
 from evaluation_stores import build_methods
 from ticket_ensembles.evaluation import evaluate
 from ticket_ensembles.run import train
@@ -152,7 +151,7 @@ def run_case(name: str, world: Path, base: Path) -> tuple[subprocess.CompletedPr
     common = [f"paths.root_dir={root}", f"hydra.run.dir={root}/logs/hydra"]
     if case.script == "train.py":
         common += [*TINY, "data.max_train_samples=16", f"data.glue_dir={root / 'glue'}", "seed=5"]
-    res = subprocess.run([sys.executable, str(ROOT / case.script), *common, *case.overrides], cwd=ROOT,
+    res = subprocess.run([entry_python(), str(ROOT / case.script), *common, *case.overrides], cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     return res, before, digest(root)
 
@@ -185,7 +184,7 @@ def test_bad_input_gives_one_line_a_failure_code_and_changes_nothing(name, outco
 def test_a_benchmark_without_glue_files_says_so_in_one_line(script, tmp_path):
     """make bench with GLUE_DIR pointing at a folder without the files: one line and exit 2, no traceback."""
     env = {**os.environ, "GLUE_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1"}
-    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script[0]), *script[1:]], cwd=tmp_path,
+    res = subprocess.run([entry_python(), str(ROOT / "benchmarks" / script[0]), *script[1:]], cwd=tmp_path,
                          env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()

@@ -1,7 +1,6 @@
 """Config composition: every method x task composes; typos and wrong types fail early."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from hydra.errors import ConfigCompositionException

@@ -5,12 +5,11 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, entry_python
 from ticket_ensembles import store
 
 METHOD_ROWS = ("BASELINE", "BAGGING", "BASE-LT", "ACTIVE-LT", "RANDOM-LT", "FREETICKETS-DST")
@@ -22,7 +21,7 @@ def test_demo_trains_every_method_then_prints_table1_and_where_everything_is(glu
     tiny = [o for o in TINY if o != "trainer.progress=false"] + ["data.max_train_samples=32",
                                                                  f"data.glue_dir={glue_dir}"]
     # DEMO_SEEDS=2 (the demo's 3 less one, for time): the same sweep, pairs in the table
-    env = {**os.environ, "TE_ROOT": str(tmp_path), "PYTHON": sys.executable, "SWEEP_ARGS": " ".join(tiny),
+    env = {**os.environ, "TE_ROOT": str(tmp_path), "PYTHON": entry_python(), "SWEEP_ARGS": " ".join(tiny),
            "DEMO_SEEDS": "2",
            "EVAL_ARGS": "model.num_layers=1", "WANDB_MODE": "offline"}
     res = subprocess.run(["bash", "multirun_sweeps/demo.sh"], cwd=ROOT, env=env, capture_output=True,

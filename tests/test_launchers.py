@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, TINY, compose_cfg, run_script
+from conftest import ROOT, TINY, compose_cfg, entry_python, run_script
 from evaluation_stores import noisy_logits, write_member
 from ticket_ensembles import store
 from ticket_ensembles.cli import failed_job
@@ -33,7 +32,7 @@ def test_submitit_local_sweep_builds_every_member(glue_dir, tmp_path):
 
 @pytest.mark.slow
 def test_two_workers_on_one_member_build_it_once(glue_dir, tmp_path):
-    cmd = [sys.executable, str(ROOT / "train.py"), *SMALL, f"data.glue_dir={glue_dir}",
+    cmd = [entry_python(), str(ROOT / "train.py"), *SMALL, f"data.glue_dir={glue_dir}",
            f"paths.root_dir={tmp_path}", "seed=3"]
     procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import ROOT, TINY, compose_cfg, run_script
+from conftest import ROOT, TINY, compose_cfg, entry_python, run_script
 from ticket_ensembles import maskio, pruning, store
 from ticket_ensembles.errors import UserError
 from ticket_ensembles.methods.base import RunContext
@@ -231,7 +230,7 @@ def test_parallel_active_lt_runs_build_a_shared_predecessor_once(glue_dir, tmp_p
     """Seeds 1 and 2 start together; both need seed 0: one builds it, the other waits for it."""
     args = [*LT, *ONE_STEP, f"data.glue_dir={glue_dir}", f"paths.root_dir={tmp_path}", "method=active_lt",
             "trainer.num_threads=1"]
-    procs = [subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, f"seed={s}"], cwd=ROOT,
+    procs = [subprocess.Popen([entry_python(), str(ROOT / "train.py"), *args, f"seed={s}"], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for s in (1, 2)]
     outputs = [p.communicate(timeout=900)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs

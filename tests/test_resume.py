@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY, compose_cfg, run_script
+from conftest import ROOT, TINY, compose_cfg, entry_python, run_script
 from ticket_ensembles import maskio, store
 from ticket_ensembles.run import train
 
@@ -54,14 +54,20 @@ def leftovers_in(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if ".partial-" in p.name or ".old-" in p.name)
 
 
-def kill_when_round_1_is_saved(proc: subprocess.Popen, root: Path, sig: int) -> None:
-    """Send ``sig`` as soon as round 1's mask exists: the process is then in round 2."""
+def kill_when_round_1_is_saved(targets: list[tuple[subprocess.Popen, Path, int]]) -> None:
+    """Send each process its signal as soon as its round 1's mask exists: it is then in round 2.
+    All are watched at once: one that starts faster must not finish while we wait on another."""
     deadline = time.monotonic() + 300
-    while not round_files(root) and time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return  # finished before we could kill it: the assertions will say so
+    waiting = list(targets)
+    while waiting and time.monotonic() < deadline:
+        for target in list(waiting):
+            proc, root, sig = target
+            if proc.poll() is not None:
+                waiting.remove(target)  # finished before we could kill it: the assertions will say so
+            elif round_files(root):
+                proc.send_signal(sig)
+                waiting.remove(target)
         time.sleep(0.02)
-    proc.send_signal(sig)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -81,13 +87,15 @@ def crashed(glue_dir, tmp_path_factory):
     for point in [*KILL_POINTS, "sigkill_in_round_2", "sigterm_in_round_2", "edst"]:
         root = tmp_path_factory.mktemp(point)
         killpoint = {"edst": "after_1st_member"}.get(point, point)
-        cmd = ([sys.executable, str(ROOT / "tests" / "killpoint.py"), killpoint] if point in [*KILL_POINTS, "edst"]
-               else [sys.executable, str(ROOT / "train.py")])
+        # a SIGKILL from outside must hit the very process that trains: the real interpreter for that one
+        python = sys.executable if point == "sigkill_in_round_2" else entry_python()
+        cmd = ([python, str(ROOT / "tests" / "killpoint.py"), killpoint] if point in [*KILL_POINTS, "edst"]
+               else [python, str(ROOT / "train.py")])
         args = args_for(glue_dir, root, EDST if point == "edst" else TICKET)
         procs[point] = (root, subprocess.Popen([*cmd, *args], cwd=ROOT, text=True,
                                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-    kill_when_round_1_is_saved(procs["sigkill_in_round_2"][1], procs["sigkill_in_round_2"][0], signal.SIGKILL)
-    kill_when_round_1_is_saved(procs["sigterm_in_round_2"][1], procs["sigterm_in_round_2"][0], signal.SIGTERM)
+    kill_when_round_1_is_saved([(procs[point][1], procs[point][0], sig) for point, sig in
+                                (("sigkill_in_round_2", signal.SIGKILL), ("sigterm_in_round_2", signal.SIGTERM))])
     out = {}
     for point, (root, proc) in procs.items():
         _, err = proc.communicate(timeout=600)

@@ -15,7 +15,7 @@ import joblib
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from conftest import ROOT, TINY, compose_cfg
+from conftest import ROOT, TINY, compose_cfg, entry_python
 from ticket_ensembles import store
 from ticket_ensembles.config import register_configs
 
@@ -124,7 +124,7 @@ def test_figure4_target_runs_on_joblib_workers_and_a_rerun_trains_nothing(glue_d
     tiny = [*TINY, "data.max_train_samples=32", f"data.glue_dir={glue_dir}", f"paths.root_dir={tmp_path}",
             "seed=range(2)", "method.prune_step=0.1", "method.prune_ratio=0.2",
             "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
-    env = {**os.environ, "SWEEP_ARGS": " ".join(tiny), "PYTHON": str(ROOT / ".venv" / "bin" / "python"),
+    env = {**os.environ, "SWEEP_ARGS": " ".join(tiny), "PYTHON": entry_python(),
            "EVAL_ARGS": f"model=minilm_l6 model.num_layers=1 paths.root_dir={tmp_path} "
                         "ensemble.groups=[[0,1]] ensemble.max_size=2 ensemble.iou_members=2"}
     first = subprocess.run(["bash", "multirun_sweeps/figure4.sh"], cwd=ROOT, env=env, capture_output=True,
