@@ -1,0 +1,75 @@
+"""tests/forkpython (the tests' stand-in interpreter): a run is its own process, as `python script.py` is."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import entry_python
+
+SCRIPT = """import json, os, signal, sys
+print(json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "mine": os.environ.get("TE_MINE"), "pid": os.getpid(),
+                  "modules": len(sys.modules), "main": __name__}), flush=True)
+if sys.argv[1] == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+if sys.argv[1] == "wait":
+    import time
+    time.sleep(60)
+sys.exit(int(sys.argv[1]) if sys.argv[1].isdigit() else "a message")
+"""
+
+
+@pytest.fixture
+def script(tmp_path):
+    path = tmp_path / "probe.py"
+    path.write_text(SCRIPT)
+    return path
+
+
+def run(script, *args, env=None, python=None):
+    res = subprocess.run([python or entry_python(), str(script), *args], cwd=script.parent, capture_output=True,
+                         text=True, timeout=120, env={**os.environ, **(env or {})})
+    return res, json.loads(res.stdout.splitlines()[0])
+
+
+def test_a_forked_run_has_its_own_argv_cwd_env_and_exit_status(script):
+    if entry_python() == sys.executable:
+        pytest.skip("TE_TEST_FORK=0: no stand-in")
+    res, seen = run(script, "3", "x=y", env={"TE_MINE": "yes"})
+    assert res.returncode == 3 and seen["argv"] == [str(script), "3", "x=y"] and seen["cwd"] == str(script.parent)
+    assert seen["mine"] == "yes" and seen["main"] == "__main__" and seen["pid"] != os.getpid()
+    assert seen["modules"] > 1000  # forked from the preloaded server, not a fresh interpreter
+    res, _ = run(script, "message")
+    assert res.returncode == 1 and res.stderr.strip() == "a message"  # sys.exit("...") as the interpreter does it
+    res, _ = run(script, "kill")
+    assert res.returncode == -signal.SIGKILL  # the signal that ended the run ends the stand-in
+
+
+def test_a_run_the_server_cannot_promise_takes_the_real_interpreter(script):
+    _, forked = run(script, "0", env={"HOME": str(script.parent)})  # read at import by some libraries
+    assert forked["modules"] < 200
+    res = subprocess.run([entry_python(), "-c", "import sys; print(len(sys.modules))"], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0 and int(res.stdout) < 200
+
+
+def test_sigterm_reaches_the_run_and_a_killed_stand_in_takes_its_run_along(script):
+    if entry_python() == sys.executable:
+        pytest.skip("TE_TEST_FORK=0: no stand-in")
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        proc = subprocess.Popen([entry_python(), str(script), "wait"], stdout=subprocess.PIPE, text=True)
+        child = json.loads(proc.stdout.readline())["pid"]
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) == -sig
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{child}") and time.monotonic() < deadline:
+            with open(f"/proc/{child}/stat") as f:
+                if f.read().split()[2] == "Z":  # a zombie until its supervisor reaps it
+                    break
+            time.sleep(0.05)
+        assert not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split()[2] == "Z"
