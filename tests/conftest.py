@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,7 +80,7 @@ def entry_python() -> str:
         log = open(folder / "server.log", "w")  # noqa: SIM115 - the server's, for as long as it runs
         proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "forkserver.py"), "serve", str(folder / "sock")],
                                 env=BASE_ENV, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        atexit.register(proc.kill)
+        atexit.register(lambda: (proc.kill(), proc.wait(), log.close(), shutil.rmtree(folder, ignore_errors=True)))
         _fork_server.update(proc=proc, sock=folder / "sock")
         os.environ.update(TE_FORKSERVER=str(folder / "sock"), TE_TEST_PYTHON=sys.executable)
     deadline = time.monotonic() + 300
