@@ -59,7 +59,9 @@ lane() {
 run_lanes() {
     local logs="$1" target="$2"
     if [ -n "${DRY_RUN:-}" ] || [ "${LANES:-2}" = 1 ]; then
+        echo "# lane a" >&2
         lane_a
+        echo "# lane b" >&2
         lane_b
         return
     fi

@@ -5,7 +5,8 @@
 #   MRPC (TABLE1_MINILM_TASK=mrpc, the default): BASELINE, BAGGING, BASE-LT, ACTIVE-LT (one chain of
 #     8), RANDOM-LT (loss L1, the paper's text) and RANDOM-LT with method.l1_mode=decoupled (its own
 #     folder, random_lt_decoupled) x seeds 0-7 (TABLE1_MINILM_SEEDS): 144 one-epoch finetunes.
-#   STS-B (TABLE1_MINILM_TASK=stsb): BASELINE, BASE-LT, RANDOM-LT (both modes) x seeds 0-4.
+#   STS-B (TABLE1_MINILM_TASK=stsb): BASELINE, BASE-LT, RANDOM-LT (both modes) x seeds 0-4: 65 one-epoch
+#     finetunes of 5,749 rows (the probe that chose the same finetune for it: results/table1_minilm/README.md).
 # Resumable across machines: the member records committed under results/table1_minilm/store/
 # (predictions, metrics, run.json, config.yaml: no weights, no masks) are copied into the working
 # store first, so only missing members train; an active_lt chain is copied only when complete
@@ -41,9 +42,17 @@ if [ "$TASK" = mrpc ]; then
         sweep "$ALL" method=random_lt
     }
     METHODS="baseline,bagging,base_lt,active_lt,random_lt,random_lt_decoupled"
-else
-    lane_a() { sweep "$ALL" method=baseline; sweep "$ALL" "${DECOUPLED[@]}"; }
-    lane_b() { sweep "$ALL" method=base_lt; sweep "$ALL" method=random_lt; }
+else  # RANDOM-LT's seeds split between the lanes: SPLIT = 5 * seeds / 8 balances them (5 seeds: 33 and 32)
+    SPLIT=$(((5 * SEEDS) / 8))
+    lane_a() {  # seeds + 4 * seeds + 4 * (seeds - SPLIT) finetunes
+        sweep "$ALL" method=baseline
+        sweep "$ALL" "${DECOUPLED[@]}"
+        if [ "$SPLIT" -lt "$SEEDS" ]; then sweep "seed=range($SPLIT,$SEEDS)" method=random_lt; fi
+    }
+    lane_b() {  # 4 * seeds + 4 * SPLIT finetunes
+        sweep "$ALL" method=base_lt
+        if [ "$SPLIT" -gt 0 ]; then sweep "seed=range($SPLIT)" method=random_lt; fi
+    }
     METHODS="baseline,base_lt,random_lt,random_lt_decoupled"
 fi
 

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
+import subprocess
 
 import pytest
 
@@ -50,3 +54,37 @@ def _without_iou(text: str) -> str:
             cells = [c for i, c in enumerate(cells) if i not in drop]
         out.append(sep.join(cells))
     return "\n".join(out)
+
+
+def lanes(task: str) -> dict[str, list[tuple[str, int]]]:
+    """The (store folder, seed) members each lane of `make table1_minilm` trains, from its DRY_RUN."""
+    env = {**os.environ, "DRY_RUN": "1", "TABLE1_MINILM_TASK": task, "TE_ROOT": "/nonexistent"}
+    res = subprocess.run(["make", "-s", "table1_minilm"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    out: dict[str, list[tuple[str, int]]] = {}
+    lane = None
+    for line in res.stderr.splitlines():
+        if line.startswith("# lane "):
+            lane = out.setdefault(line.removeprefix("# lane "), [])
+        elif line.startswith("+ ") and " train.py " in line:
+            words = dict(w.split("=", 1) for w in shlex.split(line[2:]) if "=" in w)
+            folder = words.get("method.folder", words["method"])
+            start, stop = (re.fullmatch(r"range\((?:(\d+),)?(\d+)\)", words["seed"]).groups() if "range" in words["seed"]
+                           else (None, None))
+            seeds = range(int(start or 0), int(stop)) if stop else [int(words["seed"])]
+            if words["method"] == "active_lt":  # one job: the chain's last seed builds seeds 0.. first
+                seeds = range(int(words["seed"]) + 1)
+            lane.extend((folder, s) for s in seeds)
+    return out
+
+
+@pytest.mark.parametrize("task, methods, seeds", [
+    ("mrpc", ["baseline", "bagging", "base_lt", "active_lt", "random_lt", "random_lt_decoupled"], 8),
+    ("stsb", ["baseline", "base_lt", "random_lt", "random_lt_decoupled"], 5)])
+def test_each_member_is_trained_once_and_the_lanes_carry_the_same_finetunes(task, methods, seeds):
+    got = lanes(task)
+    assert sorted(got) == ["a", "b"]
+    members = got["a"] + got["b"]
+    assert sorted(members) == sorted((m, s) for m in methods for s in range(seeds))  # each once, none missing
+    finetunes = {lane: sum(1 if m in ("baseline", "bagging") else 4 for m, _ in ms) for lane, ms in got.items()}
+    assert abs(finetunes["a"] - finetunes["b"]) <= 1, finetunes  # a ticket is 4 one-epoch finetunes
