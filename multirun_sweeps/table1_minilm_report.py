@@ -131,13 +131,17 @@ def report(args, extra: list[str]) -> None:
     methods = args.methods.split(",")
     present = {m: member_dirs(store, args.task, m) for m in methods}
     ready = {m: min(complete_prefix(d), args.seeds) for m, d in present.items()}
-    # every row on the same seeds 0..n-1: the largest n that at least two methods have (all of them
-    # once the study is complete); a partial report leaves out the methods that have fewer
-    counts = sorted((ready[m] for m in methods if ready[m] >= 2), reverse=True)
-    if len(counts) < 2:
+    # every row on the same seeds 0..n-1: a partial report takes every method with at least 3 complete
+    # seeds (2 while fewer than two methods have 3) on the seeds they all have -- dense and ticket rows
+    # side by side rather than the most seeds of two rows; once the study is complete, all of them
+    for floor in (3, 2):
+        counts = [ready[m] for m in methods if ready[m] >= floor]
+        if len(counts) >= 2:
+            break
+    else:
         print(f"report: fewer than two methods have two complete seeds under {store / args.task / MODEL} yet")
         return
-    n = counts[1]
+    n = min(counts)
     included = [m for m in methods if ready[m] >= n]
     print("report: complete seeds per method: " + ", ".join(f"{m} {ready[m]}" for m in methods)
           + f"; evaluating seeds 0-{n - 1} of " + ", ".join(included))
