@@ -118,6 +118,33 @@ def test_exclude_degenerate_recomputes_every_table_without_them(flagged_store):
         compute_report(cfg(flagged_store, "ensemble.exclude_degenerate=true", "ensemble.max_size=3"))
 
 
+def test_members_below_a_study_floor_are_listed_under_table1_and_marked_but_stay_in_the_tables(flagged_store, caplog):
+    """ensemble.min_score (results/table1_minilm sets MRPC's 72): every evaluated member below it, and only
+    those, in members.csv and under Table 1; the tables keep them. Without the option, no column."""
+    plain = compute_report(cfg(flagged_store))
+    assert "below_min_score" not in plain.members and plain.below.empty
+    with caplog.at_level(logging.WARNING):
+        out = evaluate(cfg(flagged_store, "ensemble.min_score=75", "ensemble.exclude_degenerate=true"))
+    members = pd.read_csv(out / "members.csv", keep_default_na=False).set_index(["method", "member"])
+    assert list(members.columns[list(members.columns).index("degenerate") + 1:][:1]) == ["below_min_score"]
+    assert set(members.index[members.below_min_score]) == {key for key, acc in members.accuracy.items() if acc < 75}
+    listed = {key for key in members.index[members.below_min_score & members.evaluated]}
+    assert listed == {("baseline", "seed_0"), ("baseline", "seed_5"), ("baseline", "seed_7"), ("random_lt", "seed_4")}
+    md = (out / "table1.md").read_text()
+    section = md[md.index("## members below ensemble.min_score=75 (accuracy): in every table"):]
+    section = section[:section.index("\n## ", 1)]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "method" not in line]
+    assert len(rows) == len(listed)
+    for method, member in listed:
+        assert f"| {member} | {members.accuracy[(method, member)]:.2f} |" in section
+    combos = pd.read_csv(out / "combinations.csv")
+    used = {(m, n) for m, names in zip(combos.method, combos.members) for n in names.split()}
+    assert listed <= used  # still ensembled
+    assert any(r.message.startswith("members below ensemble.min_score=75 (in every table)") for r in caplog.records)
+    with pytest.raises(EvaluationError, match=r"ensemble.min_score=nan must be a finite score"):
+        compute_report(cfg(flagged_store, "ensemble.min_score=nan"))
+
+
 def test_regression_flags_constant_and_uncorrelated_scores_and_best_constant_per_metric(tmp_path):
     rng = np.random.default_rng(0)
     labels = rng.uniform(0, 5, 60)

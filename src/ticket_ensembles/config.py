@@ -259,6 +259,10 @@ class EnsembleConfig:
     degenerate_share: float = 0.95
     degenerate_margin: float = 1.0
     exclude_degenerate: bool = False  # true: every table without the members that learned nothing
+    # a study's own floor on a member's headline score (first eval split), e.g. 72.0 for MRPC accuracy: the
+    # evaluated members below it are listed under Table 1 and marked in members.csv (below_min_score);
+    # they stay in every table (they learned, less than the study asks). None: no floor
+    min_score: Optional[float] = None
     # None: <paths.report_dir>/<task>/<model folder in the store> (reports/mrpc/minilm_l6)
     report_dir: Optional[str] = None
 

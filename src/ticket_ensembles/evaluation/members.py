@@ -207,6 +207,19 @@ def exclude(data: StoreData, flagged: pd.DataFrame) -> list[str]:
     return dropped
 
 
+def below_floor(members: pd.DataFrame, metric: str, floor: float | None) -> pd.DataFrame:
+    """Mark members.csv's rows whose headline score is below ensemble.min_score (a ``below_min_score``
+    column, after ``degenerate``); returns the evaluated ones: method, member and score. No floor: nothing."""
+    if floor is None:
+        return pd.DataFrame(columns=["method", "member", metric])
+    if not np.isfinite(floor):
+        raise EvaluationError(f"ensemble.min_score={floor} must be a finite score in the task's points (e.g. 72.0 "
+                              "for MRPC accuracy), or null for no floor")
+    below = members[metric] < floor
+    members.insert(members.columns.get_loc("degenerate") + 1, "below_min_score", below)
+    return members.loc[below & members.evaluated, ["method", "member", metric]].reset_index(drop=True)
+
+
 # --- members.csv ----------------------------------------------------------------------------------------------
 
 def member_table(methods: list[MethodData], singles: pd.DataFrame, task: TaskSpec, first_split: str) -> pd.DataFrame:

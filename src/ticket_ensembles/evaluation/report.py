@@ -23,7 +23,8 @@ from .aggregate import combinations_table, diversity_table, metric_names, ood_ta
 from .combine import check_combiner
 from .errors import EvaluationError
 from .loading import check_sizes, group_rows, load_store
-from .members import check_settings, degenerate, exclude, member_table, single_scores, warn_mixed_hardware
+from .members import (below_floor, check_settings, degenerate, exclude, member_table, single_scores,
+                      warn_mixed_hardware)
 from .paper import display_name
 from .tables import TableSetting, fmt, fmt_p, table1, table2, table_rows
 from .wandb_log import log_report
@@ -47,6 +48,8 @@ class Report:
     baseline: str | None
     degenerate: pd.DataFrame  # members that learned nothing: method, member, reason
     excluded: bool  # ensemble.exclude_degenerate: the tables are without them
+    below: pd.DataFrame  # evaluated members below ensemble.min_score: method, member, score
+    min_score: float | None
 
 
 def evaluate(cfg) -> Path:
@@ -85,6 +88,8 @@ def compute_report(cfg) -> Report:
     sizes = check_sizes(data, int(ens.max_size))
     k = _table_size(ens.table_size, int(ens.max_size))
     members = member_table(every_method, singles, task, task.eval_splits[0])
+    min_score = None if ens.min_score is None else float(ens.min_score)
+    below = below_floor(members, task.main_metric, min_score)
     groups_table = pd.DataFrame(group_rows(every_method))
     combos = combinations_table(data, sizes, combiner, int(ens.ece_bins), int(ens.chunk_elements))
     compare_to = tuple(m for m in dict.fromkeys([ens.baseline, ens.reference]) if m in data.methods)
@@ -94,7 +99,7 @@ def compute_report(cfg) -> Report:
     setting = TableSetting(task.name, model, k, combiner, compare_to)
     baseline = ens.baseline if ens.baseline in data.methods else None
     return Report(setting, members, groups_table, combos, summary, diversity, ood, ious, task.main_metric, baseline,
-                  flagged, bool(ens.exclude_degenerate))
+                  flagged, bool(ens.exclude_degenerate), below, min_score)
 
 
 def _table_size(table_size: int | None, max_size: int) -> int:
@@ -122,7 +127,8 @@ def write_report(report: Report, folder: Path) -> None:
     report.groups.to_csv(folder / "groups.csv", index=False)
     if not report.ood.empty:
         report.ood.to_csv(folder / "ood.csv", index=False)
-    md, tex = table1(report.summary, report.setting, report.ood, report.degenerate, report.excluded)
+    md, tex = table1(report.summary, report.setting, report.ood, report.degenerate, report.excluded,
+                     (report.below, report.min_score, report.headline))
     (folder / "table1.md").write_text(md)
     (folder / "table1.tex").write_text(tex)
     if not report.diversity.empty:
@@ -167,3 +173,7 @@ def _log_headline(report: Report) -> None:
                     if report.excluded else "in every table; ensemble.exclude_degenerate=true leaves them out")
         for r in report.degenerate.itertuples():
             log.warning("  %s/%s: %s", r.method, r.member, r.reason)
+    if len(report.below):
+        log.warning("members below ensemble.min_score=%g (in every table):", report.min_score)
+        for r in report.below.itertuples(index=False):
+            log.warning("  %s/%s: %s %.2f", r.method, r.member, report.headline, r[2])

@@ -181,6 +181,16 @@ def degenerate_section(flagged: pd.DataFrame | None, summary: pd.DataFrame, excl
     return [(heading, ["method", "member", "why"], body)]
 
 
+def floor_section(below: tuple[pd.DataFrame, float | None, str] | None) -> list[Section]:
+    """The evaluated members below the study's floor (ensemble.min_score), under Table 1: they stay in the tables."""
+    if below is None or below[0].empty:
+        return []
+    members, floor, metric = below
+    heading = f"members below ensemble.min_score={floor:g} ({metric}): in every table"
+    body = [[display_name(r[0]), r[1], fmt(r[2])] for r in members.itertuples(index=False)]
+    return [(heading, ["method", "member", metric], body)]
+
+
 def markdown(title: str, sections: list[Section], notes: list[str]) -> str:
     out = [f"# {title}", ""]
     for heading, header, body in sections:
@@ -213,15 +223,17 @@ def _tex(text: str) -> str:
 
 
 def table1(summary: pd.DataFrame, setting: TableSetting, ood: pd.DataFrame | None = None,
-           degenerate: pd.DataFrame | None = None, excluded: bool = False) -> tuple[str, str]:
-    """(table1.md, table1.tex): Table 1, the members that learned nothing, calibration, cost and OoD sections."""
+           degenerate: pd.DataFrame | None = None, excluded: bool = False,
+           below: tuple[pd.DataFrame, float | None, str] | None = None) -> tuple[str, str]:
+    """(table1.md, table1.tex): Table 1, the members that learned nothing, those below ensemble.min_score,
+    calibration, cost and OoD sections. ``below``: (members, floor, metric) from members.below_floor."""
     title = f"Table 1 · {setting.task} · {setting.model} · {setting.combiner}, ens. = every {setting.k}-subset"
     notes = ["*italic*: significantly better than "
              f"{display_name(setting.compare_to[0]) if setting.compare_to else 'the baseline'} "
              "(Student's t-test over subsets); ***bold-italic***: better than both "
              f"{' and '.join(display_name(m) for m in setting.compare_to)}; <u>underline</u>: best. "
              "Scores in percent; single = mean of the single members."]
-    flags = degenerate_section(degenerate, summary, excluded)
+    flags = degenerate_section(degenerate, summary, excluded) + floor_section(below)
     rest = calibration_section(summary, setting)
     costs = cost_section(summary, setting)
     if costs:
