@@ -94,17 +94,22 @@ def _supervise(conn: socket.socket, request: dict, fds: list[int]) -> int | None
         return _run_child(request, fds)
     for fd in fds:
         os.close(fd)
-    _send(conn, {"pid": pid})
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            _send(conn, {"status": os.waitstatus_to_exitcode(status)})
-            break
-        readable, _, _ = select.select([conn], [], [], 0.1)
-        if readable and not conn.recv(1):  # the stand-in is gone: so is its run
+    reaped = False
+    try:
+        _send(conn, {"pid": pid})
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                reaped = True
+                _send(conn, {"status": os.waitstatus_to_exitcode(status)})
+                break
+            readable, _, _ = select.select([conn], [], [], 0.1)
+            if readable and not conn.recv(1):
+                raise ConnectionError("the stand-in is gone")
+    except OSError:  # the stand-in is gone (killed, even before it heard the pid): so is its run
+        if not reaped:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-            break
     os._exit(0)
 
 

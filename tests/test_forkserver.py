@@ -73,3 +73,33 @@ def test_sigterm_reaches_the_run_and_a_killed_stand_in_takes_its_run_along(scrip
                     break
             time.sleep(0.05)
         assert not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split()[2] == "Z"
+
+
+def test_a_stand_in_killed_at_any_moment_of_its_start_leaves_no_run_behind(tmp_path):
+    """Killed after it asked for the run but before it heard the run's pid, the stand-in must still take the
+    run along (its supervisor's first message then fails: it kills the run instead of dying before it)."""
+    if entry_python() == sys.executable:
+        pytest.skip("TE_TEST_FORK=0: no stand-in")
+    sleeper = tmp_path / "sleeper.py"
+    sleeper.write_text("import os, sys, time\nopen(sys.argv[1], 'w').write(str(os.getpid()))\ntime.sleep(60)\n")
+    procs = []
+    for i in range(12):  # each killed at another moment across the window between the request and the pid
+        procs.append(subprocess.Popen([entry_python(), str(sleeper), str(tmp_path / f"pid_{i}")]))
+        time.sleep(0.04 + 0.015 * i)
+        procs[-1].send_signal(signal.SIGKILL if i % 2 else signal.SIGTERM)
+    for proc in procs:
+        proc.wait(timeout=60)
+    time.sleep(1.5)  # a run that outlived its stand-in has written its pid by now
+    left = [pid for pid in (int(p.read_text() or 0) for p in tmp_path.glob("pid_*")) if pid and _alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its parent."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
