@@ -3,8 +3,9 @@
 restore  copy the member records committed under results/table1_minilm/store/ into the working
          store, so a rerun on a fresh machine trains only what is missing (an active_lt chain only
          when all its seeds are committed: its later seeds need the earlier seeds' masks)
-report   evaluate.py over the complete seeds 0..n-1 (n: the most that at least two methods have, so every
-         row has the same seeds; a partial report leaves out the methods with fewer), then per-round ticket scores
+report   evaluate.py over the complete seeds 0..n-1 of every method with at least 3 of them (2 while
+         fewer than two methods have 3), n the fewest they have, so every row has the same seeds; the
+         tables' k is 5 from 7 seeds on, n - 2 below; then per-round ticket scores
          (rounds.csv, sparsity.png), the study's wall time and machine (study.json), and the member
          records copied under <out>/store/ so that evaluate.py regenerates the reports from the
          repository alone (tests/test_table1_minilm.py checks it)
@@ -24,9 +25,9 @@ import pandas as pd
 MODEL = "minilm_l6"
 RECORD_FILES = ("metrics.json", "run.json", "config.yaml", "COMPLETE")  # plus predictions*.npz
 
-
 # the issue's floor on every member (MRPC dev accuracy; STS-B dev Pearson): members below it are listed
 FLOOR = {"mrpc": 72.0, "stsb": 80.0}
+
 
 def member_dirs(store: Path, task: str, method: str) -> dict[int, Path]:
     root = store / task / MODEL / method
