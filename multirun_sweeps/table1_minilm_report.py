@@ -135,6 +135,13 @@ def report(args, extra: list[str]) -> None:
     methods = args.methods.split(",")
     present = {m: member_dirs(store, args.task, m) for m in methods}
     ready = {m: min(complete_prefix(d), args.seeds) for m, d in present.items()}
+    # the records of every complete member, even before there is a table: evaluate.py regenerates the
+    # report from the repository alone, and a rerun on a fresh machine (restore) trains only what is missing
+    committed = out / "store"
+    for m in methods:
+        for seed, folder in present[m].items():
+            if seed < args.seeds:
+                copy_record(folder, committed / args.task / MODEL / m / f"seed_{seed}")
     # every row on the same seeds 0..n-1: a partial report takes every method with at least 3 complete
     # seeds (2 while fewer than two methods have 3) on the seeds they all have -- dense and ticket rows
     # side by side rather than the most seeds of two rows; once the study is complete, all of them
@@ -143,7 +150,8 @@ def report(args, extra: list[str]) -> None:
         if len(counts) >= 2:
             break
     else:
-        print(f"report: fewer than two methods have two complete seeds under {store / args.task / MODEL} yet")
+        print(f"report: fewer than two methods have two complete seeds under {store / args.task / MODEL} yet; "
+              f"the records of the complete members are in {committed}/")
         return
     n = min(counts)
     included = [m for m in methods if ready[m] >= n]
@@ -160,13 +168,6 @@ def report(args, extra: list[str]) -> None:
     cmd = [args.python, "evaluate.py", *settings, f"paths.store_dir={store}", f"ensemble.report_dir={report_dir}"]
     print("+ " + " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
-    # the records of every complete member: evaluate.py regenerates the report from the repository
-    # alone, and a rerun on a fresh machine (restore) trains only what is missing
-    committed = out / "store"
-    for m in methods:
-        for seed, folder in present[m].items():
-            if seed < args.seeds:
-                copy_record(folder, committed / args.task / MODEL / m / f"seed_{seed}")
     rows = round_rows(store, args.task, methods, args.seeds)
     rows.to_csv(report_dir / "rounds.csv", index=False, float_format="%.4f")
     metric = "accuracy" if args.task != "stsb" else "pearson"

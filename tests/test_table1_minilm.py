@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 
 import pytest
 
@@ -88,3 +89,29 @@ def test_each_member_is_trained_once_and_the_lanes_carry_the_same_finetunes(task
     assert sorted(members) == sorted((m, s) for m in methods for s in range(seeds))  # each once, none missing
     finetunes = {lane: sum(1 if m in ("baseline", "bagging") else 4 for m, _ in ms) for lane, ms in got.items()}
     assert abs(finetunes["a"] - finetunes["b"]) <= 1, finetunes  # a ticket is 4 one-epoch finetunes
+
+
+def test_a_report_before_any_table_still_commits_the_complete_members_records(tmp_path):
+    """A session that ends with one row complete keeps its members: the report stage copies their
+    records (no weights, no mask) for the next machine's restore even when there is no table to make."""
+    src = STUDY / "store" / "stsb" / "minilm_l6" / "baseline" / "seed_0"
+    store = tmp_path / "store"
+    member = store / "stsb" / "minilm_l6" / "baseline" / "seed_0"
+    member.mkdir(parents=True)
+    for f in src.iterdir():
+        (member / f.name).write_bytes(f.read_bytes())
+    (member / "mask.npz").write_bytes(b"not committed")
+    half = store / "stsb" / "minilm_l6" / "base_lt" / "seed_0"  # no COMPLETE: a member still training
+    half.mkdir(parents=True)
+    (half / "run.json").write_text("{}")
+    out = tmp_path / "results"
+    res = subprocess.run([sys.executable, str(ROOT / "multirun_sweeps" / "table1_minilm_report.py"), "report", "--store", str(store),
+                          "--task", "stsb", "--seeds", "5", "--methods", "baseline,base_lt", "--out", str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "fewer than two methods" in res.stdout
+    copied = out / "store" / "stsb" / "minilm_l6"
+    assert sorted(p.name for p in (copied / "baseline" / "seed_0").iterdir()) == sorted(
+        p.name for p in src.iterdir())  # everything but the mask
+    assert not (copied / "base_lt").exists()
+    assert not (out / "stsb").exists()  # no table, no report folder
