@@ -253,8 +253,32 @@ def test_decoupled_shrink_runs_after_each_pruning_step_with_that_steps_lr(glue_d
     for call in calls[:3]:  # the lr each step used: the peak, then the schedule after each earlier step
         expected += [(4.0, lr) for lr in [2e-5, *call["result"].lr_trace[:-1]]]
     assert lrs == expected and len(lrs) == 6 and lrs[1][1] < lrs[0][1]  # decays with the lr; none in the final
+    rounds = json.loads((member / "run.json").read_text())["rounds"]  # how far each round's shrink reached
+    assert [r["l1_push"] for r in rounds] == pytest.approx([4.0 * (a[1] + b[1]) for a, b in zip(lrs[::2], lrs[1::2])])
+    assert all(0.0 <= r["l1_zeroed"] < 0.05 for r in rounds)  # a gentle push: no warning (the next test)
     config = (member / "config.yaml").read_text()
     assert "l1_mode: decoupled" in config and "l1_tau: 4.0" in config  # null became the mode's default
+
+
+def test_a_decoupled_round_that_empties_the_penalised_weights_says_so_and_which_tau_would_not(glue_dir, tmp_path,
+                                                                                             caplog):
+    spy = Spy(monkeypatch := pytest.MonkeyPatch())
+    try:
+        with caplog.at_level("WARNING", logger="ticket_ensembles.methods.lottery"):
+            # 8 steps in one round at tau x lr = 1e-2: a push of ~4.5e-2, above most |w| of the pretrained matrices
+            [member] = train(lt_cfg(glue_dir, tmp_path, "random_lt", 0, "method.l1_mode=decoupled", "method.l1_tau=5",
+                                    "trainer.lr=2e-3", "method.epochs_per_round=4", "method.prune_step=0.3"))
+    finally:
+        monkeypatch.undo()
+    [r] = json.loads((member / "run.json").read_text())["rounds"]
+    assert r["l1_push"] == pytest.approx(5 * sum([2e-3, *spy.calls[0]["result"].lr_trace[:-1]]))
+    assert r["l1_zeroed"] > 0.5
+    [warning] = [rec.getMessage() for rec in caplog.records if rec.levelname == "WARNING"]
+    assert warning.startswith("seed 0 round 1: ") and f"left {100 * r['l1_zeroed']:.0f} % " in warning
+    assert f"method.l1_tau={0.012 / (r['l1_push'] / 5):.2g} gives" in warning  # the push the default aims at
+    from ticket_ensembles.masking import MaskedTraining
+    with MaskedTraining({}, None) as hooks:  # no penalty (base_lt, the final finetune): nothing to record
+        assert hooks.l1_facts() == {}
 
 
 def test_decoupled_moves_the_mask_where_loss_at_the_same_tau_barely_does(glue_dir, tmp_path):

@@ -26,6 +26,7 @@ class SoftThreshold:
     def __init__(self, params: list[torch.Tensor], coefficients: list[torch.Tensor], tau: float):
         self.params, self.coefficients, self.tau = params, coefficients, float(tau)
         self._buffers = [torch.empty_like(p, requires_grad=False) for p in params]
+        self.pushed = 0.0  # tau x the summed lr so far: the most a weight with l = 1 has lost
 
     @torch.no_grad()
     def __call__(self, lr: float) -> None:
@@ -33,6 +34,7 @@ class SoftThreshold:
         if amount <= 0.0:
             return
         soft_threshold_(self.params, self.coefficients, amount, self._buffers)
+        self.pushed += amount
 
 
 @torch.no_grad()
@@ -128,6 +130,23 @@ class MaskedTraining:
         self._handles.clear()
         self._signed = []
         self._shrink = None
+
+    @torch.no_grad()
+    def l1_facts(self) -> dict[str, float]:
+        """Decoupled mode, after the finetune: ``l1_push``, tau x the summed lr (what a weight with l = 1
+        lost at most), and ``l1_zeroed``, the fraction of the penalised (l > 0), unpruned weights that
+        are now exactly 0. Empty in the loss mode and without a penalty."""
+        if self._shrink is None:
+            return {}
+        zero = total = 0
+        for name, coef in self.coefficients.items():
+            p = self.params[name]
+            live = coef.to(p.device) > 0
+            if self.masks:
+                live &= self.masks[name].to(device=p.device, dtype=torch.bool)
+            total += int(live.sum())
+            zero += int((live & (p == 0)).sum())
+        return {"l1_push": self._shrink.pushed, "l1_zeroed": zero / total if total else 0.0}
 
     def wrap_optimizer(self, optimizer):
         if not self._factors and self._shrink is None:

@@ -37,6 +37,11 @@ DECOUPLED_TAU_MIN = 1e-2
 # decoupled mode: the most one step may shrink a weight (tau x trainer.lr); 1e-2 is about the
 # 17% quantile of |w| in all-MiniLM-L6-v2's prunable matrices, i.e. half the model in a few steps
 DECOUPLED_STEP_MAX = 1e-2
+# decoupled mode: a round that leaves more than this fraction of the penalised weights at exactly 0
+# trained a model without most of them; the default tau was chosen for a push of about PUSH_AIM per
+# round (the 20 % quantile of |w|; docs/lottery.md), which zeroes about a fifth of them
+DECOUPLED_ZEROED_WARN = 0.5
+DECOUPLED_PUSH_AIM = 1.2e-2
 
 
 class LotteryTicket(Method):
@@ -160,14 +165,31 @@ def pruning_round(ctx: RunContext, model, params, masks, coefficients, round_no:
     with MaskedTraining(params, keep, coefficients, mcfg.l1_tau, mcfg.l1_mode) as hooks:
         result = ctx.finetune(model, hooks=hooks, epochs=ctx.cfg.method.epochs_per_round,
                               desc=f"seed {ctx.seed} round {round_no}")
+        l1 = hooks.l1_facts()
     facts = {"round": round_no, "steps": result.steps, "final_lr": result.final_lr, "mean_loss": result.mean_loss,
-             "sparsity_trained": pruning.count_pruned(masks) / pruning.count_total(masks)}
+             "sparsity_trained": pruning.count_pruned(masks) / pruning.count_total(masks), **l1}
+    if l1:
+        warn_overshoot(ctx.seed, round_no, mcfg.l1_tau, **l1)
     # the round's finetuned model before it is pruned and rewound: the ticket's score along the way
     # (round 1: the dense finetune at 0 %, round 2: 10 %, ...); predict leaves the RNG as it was
     facts["dev"] = round_dev_scores(ctx, model)
     log.info("seed %d round %d (%.0f %% sparse): dev %s", ctx.seed, round_no, 100 * facts["sparsity_trained"],
              ", ".join(f"{k} {v:.4f}" for k, v in facts["dev"].items() if "/" not in k))
     return facts
+
+
+def warn_overshoot(seed: int, round_no: int, tau: float, l1_push: float, l1_zeroed: float) -> None:
+    """Log how far a decoupled round's shrink reached; warn when it emptied most of the penalised weights."""
+    summed_lr = l1_push / tau if tau else 0.0
+    log.info("seed %d round %d: decoupled L1 push %.3g per round (tau %g x summed lr %.3g), %.1f %% of the "
+             "penalised weights at exactly 0", seed, round_no, l1_push, tau, summed_lr, 100 * l1_zeroed)
+    if l1_zeroed > DECOUPLED_ZEROED_WARN and summed_lr > 0:
+        log.warning("seed %d round %d: the decoupled L1 shrink (tau %g x summed lr %.3g = %.3g) left %.0f %% of the "
+                    "penalised weights at exactly 0, so this round trained a model without most of them and IMP "
+                    "prunes among those zeros by |theta_s|; the default tau was chosen for a push of about %.2g per "
+                    "round (docs/lottery.md): method.l1_tau=%.2g gives that push with this schedule",
+                    seed, round_no, tau, summed_lr, l1_push, 100 * l1_zeroed, DECOUPLED_PUSH_AIM,
+                    DECOUPLED_PUSH_AIM / summed_lr)
 
 
 def round_dev_scores(ctx: RunContext, model) -> dict[str, float]:
