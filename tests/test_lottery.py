@@ -261,15 +261,12 @@ def test_decoupled_shrink_runs_after_each_pruning_step_with_that_steps_lr(glue_d
 
 
 def test_a_decoupled_round_that_empties_the_penalised_weights_says_so_and_which_tau_would_not(glue_dir, tmp_path,
-                                                                                             caplog):
-    spy = Spy(monkeypatch := pytest.MonkeyPatch())
-    try:
-        with caplog.at_level("WARNING", logger="ticket_ensembles.methods.lottery"):
-            # 8 steps in one round at tau x lr = 1e-2: a push of ~4.5e-2, above most |w| of the pretrained matrices
-            [member] = train(lt_cfg(glue_dir, tmp_path, "random_lt", 0, "method.l1_mode=decoupled", "method.l1_tau=5",
-                                    "trainer.lr=2e-3", "method.epochs_per_round=4", "method.prune_step=0.3"))
-    finally:
-        monkeypatch.undo()
+                                                                                             caplog, monkeypatch):
+    spy = Spy(monkeypatch)
+    with caplog.at_level("WARNING", logger="ticket_ensembles.methods.lottery"):
+        # 8 steps in one round at tau x lr = 1e-2: a push of ~4.5e-2, above most |w| of the pretrained matrices
+        [member] = train(lt_cfg(glue_dir, tmp_path, "random_lt", 0, "method.l1_mode=decoupled", "method.l1_tau=5",
+                                "trainer.lr=2e-3", "method.epochs_per_round=4", "method.prune_step=0.3"))
     [r] = json.loads((member / "run.json").read_text())["rounds"]
     assert r["l1_push"] == pytest.approx(5 * sum([2e-3, *spy.calls[0]["result"].lr_trace[:-1]]))
     assert r["l1_zeroed"] > 0.5

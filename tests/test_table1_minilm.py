@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -97,9 +98,7 @@ def test_a_report_before_any_table_still_commits_the_complete_members_records(tm
     src = STUDY / "store" / "stsb" / "minilm_l6" / "baseline" / "seed_0"
     store = tmp_path / "store"
     member = store / "stsb" / "minilm_l6" / "baseline" / "seed_0"
-    member.mkdir(parents=True)
-    for f in src.iterdir():
-        (member / f.name).write_bytes(f.read_bytes())
+    shutil.copytree(src, member)
     (member / "mask.npz").write_bytes(b"not committed")
     half = store / "stsb" / "minilm_l6" / "base_lt" / "seed_0"  # no COMPLETE: a member still training
     half.mkdir(parents=True)
