@@ -14,6 +14,9 @@
 # balanced by finetunes; lane output in <root>/table1_minilm/logs/lane_<a|b>.log.
 # Stages (TABLE1_MINILM_STAGES, default "restore train report"): report evaluates what is
 # complete into results/table1_minilm/<task>/ and copies the member records beside it.
+# TABLE1_MINILM_MATCHED=1 adds a row after the others: RANDOM-LT decoupled at the push per round its
+# default tau was chosen for (1.2e-2, docs/lottery.md), folder random_lt_decoupled_matched: tau 1.0
+# on MRPC (a round sums lr 1.15e-2), 0.67 on STS-B (1.8e-2); its seeds split between the lanes.
 source "$(dirname "$0")/common.sh"
 TASK="${TABLE1_MINILM_TASK:-mrpc}"
 STAGES="${TABLE1_MINILM_STAGES:-restore train report}"
@@ -28,6 +31,14 @@ LANE_ARGS=(trainer.num_threads=1 trainer.progress=false)
 sweep() { run "$PYTHON" train.py -m experiment=table1_minilm "task=$TASK" "$@" "${LANE_ARGS[@]}" "${SWEEP_EXTRA[@]}"; }
 DECOUPLED=(method=random_lt method.l1_mode=decoupled method.folder=random_lt_decoupled)
 has() { [[ " $STAGES " == *" $1 "* ]]; }
+MATCHED="${TABLE1_MINILM_MATCHED:-}"
+if [ "$TASK" = mrpc ]; then MATCHED_TAU=1.0; else MATCHED_TAU=0.67; fi
+HALF=$((SEEDS / 2))
+MATCHED_ROW=(method=random_lt method.l1_mode=decoupled "method.l1_tau=$MATCHED_TAU" method.folder=random_lt_decoupled_matched)
+matched() {  # matched a: seeds 0..HALF-1; matched b: the rest (4 * seeds finetunes in all)
+    if [ -z "$MATCHED" ]; then return; fi
+    if [ "$1" = a ]; then sweep "seed=range($HALF)" "${MATCHED_ROW[@]}"; else sweep "seed=range($HALF,$SEEDS)" "${MATCHED_ROW[@]}"; fi
+}
 
 # lanes balanced by one-epoch finetunes (a ticket is 4: three pruning rounds and the final one)
 if [ "$TASK" = mrpc ]; then
@@ -35,11 +46,13 @@ if [ "$TASK" = mrpc ]; then
         sweep method=active_lt "method.group_size=$SEEDS" "seed=$LAST"
         sweep "$ALL" "${DECOUPLED[@]}"
         sweep "$ALL" method=bagging
+        matched a
     }
     lane_b() {  # 8 + 4*8 + 4*8 = 72 finetunes
         sweep "$ALL" method=baseline
         sweep "$ALL" method=base_lt
         sweep "$ALL" method=random_lt
+        matched b
     }
     METHODS="baseline,bagging,base_lt,active_lt,random_lt,random_lt_decoupled"
 else  # RANDOM-LT's seeds split between the lanes: SPLIT = 5 * seeds / 8 balances them (5 seeds: 33 and 32)
@@ -48,13 +61,16 @@ else  # RANDOM-LT's seeds split between the lanes: SPLIT = 5 * seeds / 8 balance
         sweep "$ALL" method=baseline
         sweep "$ALL" "${DECOUPLED[@]}"
         if [ "$SPLIT" -lt "$SEEDS" ]; then sweep "seed=range($SPLIT,$SEEDS)" method=random_lt; fi
+        matched a
     }
     lane_b() {  # 4 * seeds + 4 * SPLIT finetunes
         sweep "$ALL" method=base_lt
         if [ "$SPLIT" -gt 0 ]; then sweep "seed=range($SPLIT)" method=random_lt; fi
+        matched b
     }
     METHODS="baseline,base_lt,random_lt,random_lt_decoupled"
 fi
+if [ -n "$MATCHED" ]; then METHODS+=",random_lt_decoupled_matched"; fi
 
 if has restore; then
     run "$PYTHON" multirun_sweeps/table1_minilm_report.py restore --committed "$OUT/store" --store "$STORE" \
