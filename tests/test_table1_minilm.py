@@ -119,3 +119,30 @@ def test_a_report_before_any_table_still_commits_the_complete_members_records(tm
         p.name for p in src.iterdir())  # everything but the mask
     assert not (copied / "base_lt").exists()
     assert not (out / "stsb").exists()  # no table, no report folder
+
+
+def test_an_optional_row_joins_the_report_only_with_the_other_rows_seeds(tmp_path):
+    """TABLE1_MINILM_MATCHED's row is optional: while it has fewer complete seeds than the study's rows
+    it is left out of the tables instead of cutting every row down to its seeds."""
+    store = tmp_path / "store"
+    for method, seeds in (("baseline", 5), ("base_lt", 5), ("random_lt", 3)):
+        for seed in range(seeds):
+            shutil.copytree(STUDY / "store" / "stsb" / "minilm_l6" / method / f"seed_{seed}",
+                            store / "stsb" / "minilm_l6" / method / f"seed_{seed}")
+
+    def report(optional: str) -> dict:
+        out = tmp_path / f"results_{optional or 'none'}"
+        res = subprocess.run([sys.executable, str(ROOT / "multirun_sweeps" / "table1_minilm_report.py"), "report",
+                              "--store", str(store), "--task", "stsb", "--seeds", "5", "--methods", "baseline,base_lt",
+                              "--optional", optional, "--out", str(out), "ensemble.iou_members=0"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]
+        return json.loads((out / "stsb" / "study.json").read_text())
+
+    study = report("random_lt")  # as a required row, its 3 seeds would cut the table to seeds 0-2
+    assert (study["seeds_evaluated"], study["methods_evaluated"]) == (5, ["baseline", "base_lt"])
+    for seed in (3, 4):
+        shutil.copytree(STUDY / "store" / "stsb" / "minilm_l6" / "random_lt" / f"seed_{seed}",
+                        store / "stsb" / "minilm_l6" / "random_lt" / f"seed_{seed}")
+    study = report("random_lt")
+    assert (study["seeds_evaluated"], study["methods_evaluated"]) == (5, ["baseline", "base_lt", "random_lt"])
