@@ -97,6 +97,15 @@ def test_each_member_is_trained_once_and_the_lanes_carry_the_same_finetunes(task
     assert abs(finetunes["a"] - finetunes["b"]) <= 1, finetunes  # a ticket is 4 one-epoch finetunes
 
 
+def report_stage(store, out, *args, timeout: int) -> subprocess.CompletedProcess:
+    """`table1_minilm_report.py report` on STS-B's 5 seeds, BASELINE and BASE-LT as the study's rows."""
+    res = subprocess.run([sys.executable, str(ROOT / "multirun_sweeps" / "table1_minilm_report.py"), "report",
+                          "--store", str(store), "--task", "stsb", "--seeds", "5", "--methods", "baseline,base_lt",
+                          "--out", str(out), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res
+
+
 def test_a_report_before_any_table_still_commits_the_complete_members_records(tmp_path):
     """A session that ends with one row complete keeps its members: the report stage copies their
     records (no weights, no mask) for the next machine's restore even when there is no table to make."""
@@ -109,10 +118,7 @@ def test_a_report_before_any_table_still_commits_the_complete_members_records(tm
     half.mkdir(parents=True)
     (half / "run.json").write_text("{}")
     out = tmp_path / "results"
-    res = subprocess.run([sys.executable, str(ROOT / "multirun_sweeps" / "table1_minilm_report.py"), "report", "--store", str(store),
-                          "--task", "stsb", "--seeds", "5", "--methods", "baseline,base_lt", "--out", str(out)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr
+    res = report_stage(store, out, timeout=120)
     assert "fewer than two methods" in res.stdout
     copied = out / "store" / "stsb" / "minilm_l6"
     assert sorted(p.name for p in (copied / "baseline" / "seed_0").iterdir()) == sorted(
@@ -130,19 +136,14 @@ def test_an_optional_row_joins_the_report_only_with_the_other_rows_seeds(tmp_pat
             shutil.copytree(STUDY / "store" / "stsb" / "minilm_l6" / method / f"seed_{seed}",
                             store / "stsb" / "minilm_l6" / method / f"seed_{seed}")
 
-    def report(optional: str) -> dict:
-        out = tmp_path / f"results_{optional or 'none'}"
-        res = subprocess.run([sys.executable, str(ROOT / "multirun_sweeps" / "table1_minilm_report.py"), "report",
-                              "--store", str(store), "--task", "stsb", "--seeds", "5", "--methods", "baseline,base_lt",
-                              "--optional", optional, "--out", str(out), "ensemble.iou_members=0"],
-                             cwd=ROOT, capture_output=True, text=True, timeout=300)
-        assert res.returncode == 0, res.stderr[-2000:]
-        return json.loads((out / "stsb" / "study.json").read_text())
+    def report() -> dict:
+        report_stage(store, tmp_path / "results", "--optional", "random_lt", "ensemble.iou_members=0", timeout=300)
+        return json.loads((tmp_path / "results" / "stsb" / "study.json").read_text())
 
-    study = report("random_lt")  # as a required row, its 3 seeds would cut the table to seeds 0-2
+    study = report()  # as a required row, its 3 seeds would cut the table to seeds 0-2
     assert (study["seeds_evaluated"], study["methods_evaluated"]) == (5, ["baseline", "base_lt"])
     for seed in (3, 4):
         shutil.copytree(STUDY / "store" / "stsb" / "minilm_l6" / "random_lt" / f"seed_{seed}",
                         store / "stsb" / "minilm_l6" / "random_lt" / f"seed_{seed}")
-    study = report("random_lt")
+    study = report()
     assert (study["seeds_evaluated"], study["methods_evaluated"]) == (5, ["baseline", "base_lt", "random_lt"])
