@@ -31,6 +31,7 @@ PRELOAD = ["torch", "transformers", "transformers.models.bert.modeling_bert", "d
            "omegaconf", "pandas", "scipy.stats", "sklearn", "ticket_ensembles.run", "ticket_ensembles.cli", "ticket_ensembles.config",
            "ticket_ensembles.known_keys", "ticket_ensembles.jobs", "ticket_ensembles.evaluation.report",
            "ticket_ensembles.evaluation.figures"]
+REQUEST_TIMEOUT_S = 10  # a live stand-in sends its whole request at once, right after it connects
 
 
 def _import_time_env(env: dict[str, str]) -> dict[str, str]:
@@ -50,6 +51,25 @@ def _recv_line(conn: socket.socket) -> dict | None:
             return None
         data += chunk
     return json.loads(data)
+
+
+def _read_request(conn: socket.socket) -> tuple[dict | None, list[int]]:
+    """A stand-in's request and its three descriptors; (None, fds) if it closed (was killed) before sending
+    all of it, or sent something else -- the server must never wait on, or spin over, a dead stand-in."""
+    conn.settimeout(REQUEST_TIMEOUT_S)
+    fds: list[int] = []
+    try:
+        raw, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+        while raw and not raw.endswith(b"\n"):
+            chunk = conn.recv(1 << 20)
+            if not chunk:
+                return None, fds
+            raw += chunk
+        conn.settimeout(None)
+        request = json.loads(raw) if raw else None
+        return (request if isinstance(request, dict) and {"argv", "cwd", "env"} <= request.keys() else None), fds
+    except (OSError, ValueError):  # timed out, reset, not JSON
+        return None, fds
 
 
 def _run_child(request: dict, fds: list[int]) -> int:
@@ -129,9 +149,9 @@ def _exit_as_the_interpreter_does(code: int) -> None:
     os._exit(code)
 
 
-def serve(path: str) -> int:
+def serve(path: str, preload: list[str] = PRELOAD) -> int:
     before = _import_time_env(dict(os.environ))
-    for name in PRELOAD:
+    for name in preload:
         __import__(name)
     after = _import_time_env(dict(os.environ))  # some imports set variables of their own (sklearn: KMP_*)
     parent = os.getppid()
@@ -144,10 +164,12 @@ def serve(path: str) -> int:
         if not select.select([listener], [], [], 1.0)[0]:
             continue
         conn, _ = listener.accept()
-        raw, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
-        while not raw.endswith(b"\n"):
-            raw += conn.recv(1 << 20)
-        request = json.loads(raw)
+        request, fds = _read_request(conn)
+        if request is None:  # a stand-in that died before it finished asking: nothing to run, serve the next
+            conn.close()
+            for fd in fds:
+                os.close(fd)
+            continue
         theirs = _import_time_env(request["env"])
         differ = sorted(k for k in {*before, *after, *theirs} if theirs.get(k) not in (before.get(k), after.get(k)))
         if differ or len(fds) != 3:
@@ -195,7 +217,7 @@ def run(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["serve"]:
-        code = serve(sys.argv[2])
+    if sys.argv[1:2] == ["serve"]:  # serve PATH [MODULE ...]: the modules to preload, PRELOAD by default
+        code = serve(sys.argv[2], sys.argv[3:] or PRELOAD)
         sys.exit(code)
     sys.exit(run(sys.argv[1:]))

@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
-from conftest import entry_python
+from conftest import ROOT, entry_python
 
 SCRIPT = """import json, os, signal, sys
 print(json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "mine": os.environ.get("TE_MINE"), "pid": os.getpid(),
@@ -103,3 +104,30 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_stand_in_that_dies_before_its_request_is_whole_does_not_stop_the_server(tmp_path):
+    """A stand-in killed between connecting and sending (the moment the test above can hit) once left the
+    server spinning over the closed connection: every later run of that pytest worker hung (CI, stop 26)."""
+    sock = tmp_path / "sock"
+    # a server of its own, preloading one module a fresh interpreter lacks: a forked run is told apart by it
+    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "forkserver.py"), "serve", str(sock), "decimal"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for sent in (b"", b'{"argv": ["x.py"', b"not json\n", b'["a", "list"]\n'):  # dead after 0, part, junk
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.connect(str(sock))
+                conn.sendall(sent)
+        probe = tmp_path / "probe.py"
+        probe.write_text("import sys\nprint('decimal' in sys.modules, sys.argv[1:])\n")
+        env = {**os.environ, "TE_FORKSERVER": str(sock), "TE_TEST_FORK": "1"}
+        res = subprocess.run([str(ROOT / "tests" / "forkpython"), str(probe), "a"], env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert (res.returncode, res.stdout) == (0, "True ['a']\n"), res.stderr  # forked by the same server
+        assert server.poll() is None
+    finally:
+        server.kill()
+        server.wait()
