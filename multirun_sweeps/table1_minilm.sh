@@ -18,6 +18,9 @@
 # default tau was chosen for (1.2e-2, docs/lottery.md), folder random_lt_decoupled_matched: tau 1.0
 # on MRPC (a round sums lr 1.15e-2), 0.67 on STS-B (1.8e-2); its seeds split between the lanes. The
 # report takes that row, with or without the variable, once it has the other rows' seeds.
+# TABLE1_MINILM_P20=1 adds two rows after those: BASE-LT and RANDOM-LT (loss L1) pruned to 20 % (two
+# rounds, then the final finetune; folders base_lt_p20 and random_lt_p20, one lane each), where the
+# 30 % tickets are not winning tickets (STS-B); optional rows of the report, as the matched one.
 source "$(dirname "$0")/common.sh"
 TASK="${TABLE1_MINILM_TASK:-mrpc}"
 STAGES="${TABLE1_MINILM_STAGES:-restore train report}"
@@ -40,6 +43,12 @@ matched() {  # matched a: seeds 0..HALF-1; matched b: the rest (4 * seeds finetu
     if [ -z "$MATCHED" ]; then return; fi
     if [ "$1" = a ]; then sweep "seed=range($HALF)" "${MATCHED_ROW[@]}"; else sweep "seed=range($HALF,$SEEDS)" "${MATCHED_ROW[@]}"; fi
 }
+P20="${TABLE1_MINILM_P20:-}"
+p20() {  # p20 a: BASE-LT at 20 %; p20 b: RANDOM-LT at 20 % (3 * seeds finetunes each)
+    if [ -z "$P20" ]; then return; fi
+    if [ "$1" = a ]; then sweep "$ALL" method=base_lt method.prune_ratio=0.2 method.folder=base_lt_p20
+    else sweep "$ALL" method=random_lt method.prune_ratio=0.2 method.folder=random_lt_p20; fi
+}
 
 # lanes balanced by one-epoch finetunes (a ticket is 4: three pruning rounds and the final one)
 if [ "$TASK" = mrpc ]; then
@@ -48,12 +57,14 @@ if [ "$TASK" = mrpc ]; then
         sweep "$ALL" "${DECOUPLED[@]}"
         sweep "$ALL" method=bagging
         matched a
+        p20 a
     }
     lane_b() {  # 8 + 4*8 + 4*8 = 72 finetunes
         sweep "$ALL" method=baseline
         sweep "$ALL" method=base_lt
         sweep "$ALL" method=random_lt
         matched b
+        p20 b
     }
     METHODS="baseline,bagging,base_lt,active_lt,random_lt,random_lt_decoupled"
 else  # RANDOM-LT's seeds split between the lanes: SPLIT = 5 * seeds / 8 balances them (5 seeds: 33 and 32)
@@ -63,11 +74,13 @@ else  # RANDOM-LT's seeds split between the lanes: SPLIT = 5 * seeds / 8 balance
         sweep "$ALL" "${DECOUPLED[@]}"
         if [ "$SPLIT" -lt "$SEEDS" ]; then sweep "seed=range($SPLIT,$SEEDS)" method=random_lt; fi
         matched a
+        p20 a
     }
     lane_b() {  # 4 * seeds + 4 * SPLIT finetunes
         sweep "$ALL" method=base_lt
         if [ "$SPLIT" -gt 0 ]; then sweep "seed=range($SPLIT)" method=random_lt; fi
         matched b
+        p20 b
     }
     METHODS="baseline,base_lt,random_lt,random_lt_decoupled"
 fi
@@ -81,5 +94,5 @@ if has train; then
 fi
 if has report; then
     run "$PYTHON" multirun_sweeps/table1_minilm_report.py report --store "$STORE" --task "$TASK" --seeds "$SEEDS" \
-        --methods "$METHODS" --optional random_lt_decoupled_matched --out "$OUT" --python "$PYTHON" "${EVAL_EXTRA[@]}"
+        --methods "$METHODS" --optional random_lt_decoupled_matched,base_lt_p20,random_lt_p20 --out "$OUT" --python "$PYTHON" "${EVAL_EXTRA[@]}"
 fi

@@ -5,7 +5,7 @@ restore  copy the member records committed under results/table1_minilm/store/ in
          when all its seeds are committed: its later seeds need the earlier seeds' masks)
 report   evaluate.py over the complete seeds 0..n-1 of every method with at least 3 of them (2 while
          fewer than two methods have 3), n the fewest they have, so every row has the same seeds (an
-         --optional row joins only once it has those n seeds); the
+         --optional row -- TABLE1_MINILM_MATCHED's, TABLE1_MINILM_P20's -- joins only once it has those n seeds); the
          tables' k is 5 from 7 seeds on, n - 2 below; then per-round ticket scores
          (rounds.csv, sparsity.png), the study's wall time and machine (study.json), and the member
          records copied under <out>/store/ so that evaluate.py regenerates the reports from the
@@ -121,7 +121,9 @@ def sparsity_figure(rows: pd.DataFrame, metric: str, path: Path, title: str) -> 
         stats = g.groupby("sparsity")[metric].agg(["mean", "std", "count"]).reset_index()
         ax.errorbar(stats.sparsity + 0.4 * (i - 1.5), stats["mean"], yerr=stats["std"].fillna(0), marker="o",
                     capsize=3, label=f"{method.upper().replace('_', '-')} (n={int(stats['count'].max())})")
-    ax.set_xlabel("sparsity of the finetuned ticket (%): rounds 1-3, then the member at 30 %")
+    ax.set_xlabel("sparsity of the finetuned ticket (%): its pruning rounds, then the member\n"
+                  "(30 %; 20 % for the -P20 rows)" if tickets.method.str.endswith("_p20").any() else
+                  "sparsity of the finetuned ticket (%): rounds 1-3, then the member at 30 %")
     ax.set_ylabel(f"dev {metric}" + (" (%)" if metric in ("accuracy", "f1") else " (×100)"))
     ax.set_title(title, fontsize=10)
     ax.set_xticks([0, 10, 20, 30])
@@ -148,7 +150,7 @@ def report(args, extra: list[str]) -> None:
     # every row on the same seeds 0..n-1: a partial report takes every method with at least 3 complete
     # seeds (2 while fewer than two methods have 3) on the seeds they all have -- dense and ticket rows
     # side by side rather than the most seeds of two rows; once the study is complete, all of them
-    # an optional row (TABLE1_MINILM_MATCHED) joins once it has those seeds too; it never shortens the others
+    # an optional row (TABLE1_MINILM_MATCHED, TABLE1_MINILM_P20) joins once it has those seeds too; it never shortens the others
     for floor in (3, 2):
         counts = [ready[m] for m in required if ready[m] >= floor]
         if len(counts) >= 2:
