@@ -7,11 +7,10 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT, run_script
+from conftest import ROOT, entry_python, run_script
 
 STUDY = ROOT / "results" / "table1_minilm"
 TASKS = sorted(p.parent.name for p in STUDY.glob("*/study.json"))
@@ -104,10 +103,13 @@ def test_each_member_is_trained_once_and_the_lanes_carry_the_same_finetunes(task
 
 
 def report_stage(store, out, *args, timeout: int) -> subprocess.CompletedProcess:
-    """`table1_minilm_report.py report` on STS-B's 5 seeds, BASELINE and BASE-LT as the study's rows."""
-    res = subprocess.run([sys.executable, str(ROOT / "multirun_sweeps" / "table1_minilm_report.py"), "report",
+    """`table1_minilm_report.py report` on STS-B's 5 seeds, BASELINE and BASE-LT as the study's rows (it and
+    its evaluate.py run forked from the preloaded interpreter, as the sweep scripts' runs are in the tests)."""
+    python = entry_python()
+    res = subprocess.run([python, str(ROOT / "multirun_sweeps" / "table1_minilm_report.py"), "report",
                           "--store", str(store), "--task", "stsb", "--seeds", "5", "--methods", "baseline,base_lt",
-                          "--out", str(out), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+                          "--out", str(out), "--python", python, *args], cwd=ROOT, capture_output=True, text=True,
+                         timeout=timeout)
     assert res.returncode == 0, res.stderr[-2000:]
     return res
 
