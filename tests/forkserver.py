@@ -165,27 +165,23 @@ def serve(path: str, preload: list[str] = PRELOAD) -> int:
             continue
         conn, _ = listener.accept()
         request, fds = _read_request(conn)
-        if request is None:  # a stand-in that died before it finished asking: nothing to run, serve the next
+        try:  # whatever becomes of the request, the server's copies of its socket and descriptors are closed
+            if request is None:  # a stand-in that died before it finished asking: nothing to run, serve the next
+                continue
+            theirs = _import_time_env(request["env"])
+            differ = sorted(k for k in {*before, *after, *theirs} if theirs.get(k) not in (before.get(k), after.get(k)))
+            if differ or len(fds) != 3:
+                print(f"real interpreter for {request['argv'][:1]}: {differ} differ", file=sys.stderr, flush=True)
+                _send(conn, {"fallback": True})
+                continue
+            if os.fork() == 0:
+                listener.close()
+                code = _supervise(conn, request, fds)  # returns only in the run itself, with its exit code
+                _exit_as_the_interpreter_does(code)  # os._exit: the child never reaches the finally below
+        finally:
             conn.close()
             for fd in fds:
                 os.close(fd)
-            continue
-        theirs = _import_time_env(request["env"])
-        differ = sorted(k for k in {*before, *after, *theirs} if theirs.get(k) not in (before.get(k), after.get(k)))
-        if differ or len(fds) != 3:
-            print(f"real interpreter for {request['argv'][:1]}: {differ} differ", file=sys.stderr, flush=True)
-            _send(conn, {"fallback": True})
-            conn.close()
-            for fd in fds:
-                os.close(fd)
-            continue
-        if os.fork() == 0:
-            listener.close()
-            code = _supervise(conn, request, fds)  # returns only in the run itself, with its exit code
-            _exit_as_the_interpreter_does(code)
-        conn.close()
-        for fd in fds:
-            os.close(fd)
     return 0
 
 
