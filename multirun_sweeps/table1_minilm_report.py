@@ -121,9 +121,8 @@ def sparsity_figure(rows: pd.DataFrame, metric: str, path: Path, title: str) -> 
         stats = g.groupby("sparsity")[metric].agg(["mean", "std", "count"]).reset_index()
         ax.errorbar(stats.sparsity + 0.4 * (i - 1.5), stats["mean"], yerr=stats["std"].fillna(0), marker="o",
                     capsize=3, label=f"{method.upper().replace('_', '-')} (n={int(stats['count'].max())})")
-    ax.set_xlabel("sparsity of the finetuned ticket (%): its pruning rounds, then the member\n"
-                  "(30 %; 20 % for the -P20 rows)" if tickets.method.str.endswith("_p20").any() else
-                  "sparsity of the finetuned ticket (%): rounds 1-3, then the member at 30 %")
+    ends = sorted({f"{v:g}" for v in tickets[tickets.stage == "member"].sparsity}, key=float)  # the members'
+    ax.set_xlabel(f"ticket sparsity (%): its pruning rounds, then the member at {' or '.join(ends)} %")
     ax.set_ylabel(f"dev {metric}" + (" (%)" if metric in ("accuracy", "f1") else " (×100)"))
     ax.set_title(title, fontsize=10)
     ax.set_xticks([0, 10, 20, 30])
